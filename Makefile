@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a helper.
+# Only Python 3.11+ and make are needed: uv comes from PyPI into .tools/, the project's
+# dependencies from the committed lock file into .venv/.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+.PHONY: demo test test-unit test-integration lint format install clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv from the lock file
+
+demo: install  ## local PostgreSQL + 4D simulator + one sync run, then its summary
+	$(VENV)/bin/legacy-sync demo
+
+test: install  ## the whole suite; starts its own PostgreSQL and simulator
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install  ## ruff (with Airflow's AIR rules) and sqlfluff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd dbt_project && ../$(VENV)/bin/sqlfluff lint .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:  ## remove local state (databases, Airflow metadata, logs); keeps .venv
+	rm -rf .data dbt_project/target dbt_project/logs

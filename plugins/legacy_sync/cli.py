@@ -1,0 +1,146 @@
+"""``legacy-sync``: the project's command line.
+
+- ``legacy-sync demo``: local PostgreSQL + 4D simulator + one DAG run, then the summary.
+- ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
+- ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
+- ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url = getattr(args, "database_url", None) or os.environ.get("ERP_DATABASE_URL")
+    if not url:
+        console.print("[red]Set ERP_DATABASE_URL (or pass --database-url) to the ERP database.[/red]")
+        raise SystemExit(2)
+    return url
+
+
+def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) -> bool:
+    """Print the sync log of a run (default: the latest) and its first rejects; True if no table failed."""
+    from legacy_sync import erp_db, reporting
+
+    with erp_db.connect(conninfo) as conn:
+        if run_id is None:
+            row = conn.execute("select run_id from legacy_sync.sync_log order by created_at desc, id desc limit 1")
+            found = row.fetchone()
+            if not found:
+                console.print("No sync has run yet.")
+                return True
+            run_id = found[0]
+        summary = reporting.run_summary(conn, run_id)
+        rejects = reporting.first_errors(conn, run_id, errors)
+    table = Table(title=f"Sync run {run_id}")
+    for column in ("table", "status", "processed", "created", "updated", "unchanged", "deleted", "rejected"):
+        table.add_column(column, justify="left" if column in ("table", "status") else "right")
+    colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
+    for row in summary:
+        table.add_row(row.table, f"[{colours.get(row.status, 'white')}]{row.status}[/]", f"{row.processed:,}",
+                      f"{row.created:,}", f"{row.updated:,}", f"{row.unchanged:,}", f"{row.deleted:,}",
+                      f"{row.failed:,}")
+    console.print(table)
+    for row in summary:
+        if row.error_message:
+            console.print(f"[red]{row.table} failed:[/red] {row.error_message}")
+    if rejects:
+        console.print(f"First {len(rejects)} rejected records:")
+        for table_name, record_id, reasons in rejects:
+            console.print(f"  {table_name} {record_id}: {reasons}")
+    return not any(row.status == "FAILED" for row in summary)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return 0 if print_summary(_database_url(args), args.run_id) else 1
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    from legacy_sync import erp_db
+
+    with erp_db.connect(_database_url(args)) as conn:
+        rows = conn.execute(
+            """
+            select l.run_id, e.record_id, e.error_message, e.created_at
+            from legacy_sync.sync_error e join legacy_sync.sync_log l on l.id = e.sync_log_id
+            where l.table_name = %s order by e.id desc limit %s
+            """,
+            (args.table, args.limit),
+        ).fetchall()
+    table = Table(title=f"Rejected {args.table} records (newest first)")
+    for column in ("run", "record", "reasons", "at"):
+        table.add_column(column)
+    for run_id, record_id, reasons, at in rows:
+        table.add_row(run_id, record_id, reasons, f"{at:%Y-%m-%d %H:%M}")
+    console.print(table)
+    return 0
+
+
+def cmd_simulator(argv: list[str]) -> int:
+    from legacy4d_simulator.cli import main as simulator_main
+
+    return int(simulator_main(argv) or 0)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from legacy_sync.local_run import run_demo
+
+    return run_demo(Path.cwd(), runs=args.runs)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from legacy_sync.local_run import run_sync_once
+
+    return run_sync_once(full=args.full, tables=args.table or None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="legacy-sync", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="local PostgreSQL + 4D simulator + one sync run, then its summary")
+    demo.add_argument("--runs", type=int, default=1, help="how many sync runs in a row (default 1)")
+    demo.set_defaults(func=cmd_demo)
+
+    sync = sub.add_parser("sync", help="run the sync DAG once with `airflow dags test`")
+    sync.add_argument("--full", action="store_true", help="re-read everything and detect deletions")
+    sync.add_argument("--table", action="append", help="legacy table to sync (repeatable; default all)")
+    sync.set_defaults(func=cmd_sync)
+
+    status = sub.add_parser("status", help="the sync log of the latest run (or --run-id)")
+    status.add_argument("--run-id")
+    status.add_argument("--database-url")
+    status.set_defaults(func=cmd_status)
+
+    errors = sub.add_parser("errors", help="rejected records of a table")
+    errors.add_argument("--table", required=True)
+    errors.add_argument("--limit", type=int, default=50)
+    errors.add_argument("--database-url")
+    errors.set_defaults(func=cmd_errors)
+
+    sub.add_parser("simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["simulator"]:
+        return cmd_simulator(argv[1:])
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Builds the sync DAGs from the table registry. DAG files only call :func:`build_sync_dag`.
+
+Shape of a run::
+
+    prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
+            -> summarize (always runs; writes sync_log/sync_error, moves watermarks)
+
+Per-table isolation: each table is its own mapped task; ``transform`` and ``summarize`` run
+whatever happened upstream, so one broken table is FAILED with its reason while the others
+load and advance. ``summarize`` then fails the run so alerting sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+
+from legacy_sync.registry import TABLE_NAMES
+
+log = logging.getLogger(__name__)
+
+LEGACY_4D_CONN_ID = "legacy_4d_default"
+POOL = "legacy_4d"
+
+DOC_MD = """
+### {title}
+
+Moves the legacy 4D ERP's tables ({tables}) into the ERP database: extract over 4D REST into
+`legacy_staging`, map/validate/test with dbt into `erp`, summarise in `legacy_sync.sync_log`.
+
+**On call — triage**
+1. `summarize` failed: some table is `FAILED`. Read `legacy_sync.sync_log.error_message` for this
+   `run_id` (or the *Legacy sync* page in this UI). Other tables did load.
+2. `extract_and_land[...]` failed with *HTTP 402*: the 4D server has no client licence free. Licences
+   free up after 60+ minutes idle; do not raise the `legacy_4d` pool. Clear the task later.
+3. Failed with *4D error 1500/1800*: a field or table was renamed or un-exposed in 4D. Fix the 4D
+   structure or `legacy_sync/registry.py`.
+4. `transform` failed: dbt's per-model log lines are in that task's log; fix, then clear `transform`.
+5. Records rejected (`PARTIALLY_COMPLETED`): reasons in `sync_error`; after a mapping fix, trigger with
+   `replay_errors`.
+
+Watermarks move only in `summarize`, after the data is merged: re-running is always safe.
+"""
+
+
+class FourDRetryPolicy(RetryPolicy):
+    """Task-level retries by failure kind (the client already retried transient faults).
+
+    A request 4D will never accept (unknown field, bad query, bad credentials) fails at once;
+    no licence left waits ten minutes, since licences free up only after sessions idle out.
+    """
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
+                 context: Any = None) -> RetryDecision:
+        from legacy_sync.fourd import FourDError, LicenceExhaustedError
+
+        if isinstance(exception, LicenceExhaustedError):
+            return RetryDecision.retry(dt.timedelta(minutes=10), "4D has no client licence free")
+        if isinstance(exception, FourDError) and not exception.retryable:
+            return RetryDecision.fail(f"4D refused the request: {exception}")
+        return RetryDecision.default()
+
+
+def _params(full: bool) -> dict[str, Param]:
+    params = {
+        "tables": Param(
+            list(TABLE_NAMES), type="array", items={"type": "string", "enum": list(TABLE_NAMES)},
+            title="Tables", description="Legacy 4D tables to sync (default: all).",
+        ),
+    }
+    if not full:
+        params["full_refresh"] = Param(
+            False, type="boolean", title="Full refresh",
+            description="Re-read every record and detect deletions, instead of only what changed.",
+        )
+    return params
+
+
+def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) -> DAG:
+    """One sync DAG. ``full`` DAGs always read everything and detect hard deletes."""
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        params=_params(full),
+        tags=["legacy-4d", "erp", "sync"],
+        doc_md=DOC_MD.format(title=description, tables=", ".join(TABLE_NAMES)),
+        default_args={"owner": "erp-migration", "retries": 0},
+    ) as dag:
+
+        @task
+        def prepare() -> list[dict[str, str]]:
+            """Apply our schema, resolve the tables to sync, mark them RUNNING in sync_log."""
+            from legacy_sync import erp_db, reporting
+            from legacy_sync.registry import select_tables
+
+            context = get_current_context()
+            params = context["params"]
+            mode = "full" if full or params.get("full_refresh") else "incremental"
+            tables = select_tables(params.get("tables"))
+            with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
+                erp_db.apply_schema(conn)
+                for table in tables:
+                    reporting.start_table(conn, context["run_id"], table.name, mode)
+            return [{"table": t.name, "mode": mode} for t in tables]
+
+        @task(pool=POOL, retries=3, retry_delay=dt.timedelta(seconds=30), retry_exponential_backoff=2.0,
+              max_retry_delay=dt.timedelta(minutes=15), retry_policy=FourDRetryPolicy(),
+              map_index_template="{{ task.op_kwargs['item']['table'] }}")
+        def extract_and_land(item: dict[str, str]) -> dict[str, Any]:
+            """Page one table out of 4D and COPY it into legacy_staging (one transaction)."""
+            from legacy_sync import erp_db, landing, reporting
+            from legacy_sync.hook import Legacy4DHook
+            from legacy_sync.registry import get_table
+            from legacy_sync.session_store import PostgresSessionStore
+
+            run_id = get_current_context()["run_id"]
+            table = get_table(item["table"])
+            conninfo = erp_db.conninfo_from_airflow()
+            store = PostgresSessionStore(conninfo, LEGACY_4D_CONN_ID)
+            with erp_db.connect(conninfo, autocommit=True) as conn:
+                reporting.start_table(conn, run_id, table.name, item["mode"])
+                try:
+                    with Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn() as client:
+                        result = landing.land_table(client, conn, table, run_id, item["mode"],
+                                                    landing.read_state(conn, table))
+                except Exception as exc:
+                    reporting.fail_table(conn, run_id, table.name, item["mode"], f"extract failed: {exc}")
+                    raise
+            for warning in result.warnings:
+                log.warning("%s: %s", table.name, warning)
+            log.info("%s: landed %d records (%s, %s) in %.1fs", table.name, result.records_landed,
+                     result.mode, result.strategy, result.seconds)
+            return result.as_dict()
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def transform(items: list[dict[str, str]]) -> dict[str, str]:
+            """dbt build over what landed; returns {table: reason} for tables dbt failed."""
+            from legacy_sync import erp_db, reporting, transform as dbt_step
+
+            run_id = get_current_context()["run_id"]
+            conninfo = erp_db.conninfo_from_airflow()
+            with erp_db.connect(conninfo, autocommit=True) as conn:
+                landed = [r[0] for r in conn.execute(
+                    "select b.table_name from legacy_sync.landing_batch b join legacy_sync.sync_log l"
+                    " using (run_id, table_name) where b.run_id = %s and l.status = 'RUNNING'", (run_id,))]
+            if not landed:
+                log.warning("no table landed in this run; skipping dbt")
+                return {}
+            outcome = dbt_step.run_dbt_build(run_id, landed, erp_db.dbt_env(conninfo), target_name=dag_id)
+            with erp_db.connect(conninfo, autocommit=True) as conn:
+                for table, reason in outcome.failed_tables.items():
+                    reporting.fail_table(conn, run_id, table, items[0]["mode"], reason)
+            return outcome.failed_tables
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def summarize(items: list[dict[str, str]]) -> list[dict[str, Any]]:
+            """Always runs: final sync_log/sync_error per table, watermarks of merged tables."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from legacy_sync import erp_db, reporting
+            from legacy_sync.registry import get_table
+
+            context = get_current_context()
+            run_id = context["run_id"]
+            # transform pushes a dict when it finished (even with failed tables), nothing when it crashed.
+            transform_finished = context["ti"].xcom_pull(task_ids="transform") is not None
+            with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
+                statuses = dict(conn.execute(
+                    "select l.table_name, case when b.table_name is null then 'NOT_LANDED' else l.status end"
+                    " from legacy_sync.sync_log l left join legacy_sync.landing_batch b using (run_id, table_name)"
+                    " where l.run_id = %s", (run_id,)).fetchall())
+                for item in items:
+                    name, status = item["table"], statuses.get(item["table"])
+                    if status == "RUNNING" and transform_finished:
+                        reporting.finish_table(conn, run_id, get_table(name))
+                    elif status == "RUNNING":
+                        reporting.fail_table(conn, run_id, name, item["mode"],
+                                             "the dbt step did not finish; see the transform task's log")
+                    elif status == "NOT_LANDED":
+                        reporting.fail_table(conn, run_id, name, item["mode"],
+                                             "extraction did not finish; see the extract_and_land task's log")
+                summary = reporting.run_summary(conn, run_id)
+            for row in summary:
+                log.info("%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d %s",
+                         row.table, row.status, row.processed, row.created, row.updated, row.unchanged,
+                         row.deleted, row.failed, row.error_message or "")
+            failed = [row for row in summary if row.status == "FAILED"]
+            if failed:
+                raise AirflowFailException(
+                    f"{len(failed)} table(s) failed: " + "; ".join(f"{r.table}: {r.error_message}" for r in failed)
+                )
+            return [row.__dict__ for row in summary]
+
+        tables = prepare()
+        landed = extract_and_land.expand(item=tables)
+        transformed = transform(tables)
+        landed >> transformed
+        transformed >> summarize(tables)
+
+    return dag
+
+
+def schedule_from_env(variable: str, default: str) -> str:
+    """Deployment knob: a cron expression (or preset) from the environment."""
+    return os.environ.get(variable) or default

@@ -1,0 +1,9 @@
+"""A client for 4D's REST server: session auth, classified retries, paging, tolerant parsing.
+
+Nothing here imports Airflow; ``legacy_sync.hook`` wraps it as an Airflow hook.
+"""
+
+from legacy_sync.fourd.client import FourDClient, FourDSettings
+from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError
+
+__all__ = ["FourDClient", "FourDError", "FourDSettings", "LicenceExhaustedError"]

@@ -1,0 +1,80 @@
+"""``Legacy4DHook``: the Airflow face of the 4D REST client (connection type ``legacy_4d``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from legacy_sync.fourd import FourDClient, FourDSettings
+from legacy_sync.fourd.auth import SessionStore
+
+DEFAULT_PAGE_SIZE = 2000
+
+
+def _extra(extras: dict[str, Any], name: str, default: Any) -> Any:
+    # The UI's form stores plain names; older forms used extra__<conn_type>__<name>.
+    for key in (name, f"extra__legacy_4d__{name}"):
+        if extras.get(key) not in (None, ""):
+            return extras[key]
+    return default
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in {"false", "0", "no", "off"}
+    return bool(value)
+
+
+class Legacy4DHook(BaseHook):
+    """Reads a legacy 4D ERP over its REST API.
+
+    The hook is stateless: it builds a :class:`FourDClient` per use. The 4D session (a client
+    licence) outlives it in the given :class:`SessionStore`, so tasks and runs share one.
+
+    Connection fields: host, port, schema (``http``/``https``), login, password; extras:
+    ``page_size``, ``verify_tls``, ``session_minutes``, ``connect_timeout``, ``read_timeout``.
+    """
+
+    conn_name_attr = "legacy_4d_conn_id"
+    default_conn_name = "legacy_4d_default"
+    conn_type = "legacy_4d"
+    hook_name = "Legacy 4D ERP (REST)"
+
+    def __init__(self, legacy_4d_conn_id: str = default_conn_name, session_store: SessionStore | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.legacy_4d_conn_id = legacy_4d_conn_id
+        self.session_store = session_store
+
+    def settings(self) -> FourDSettings:
+        """Client settings from the Airflow connection (env ``AIRFLOW_CONN_LEGACY_4D_DEFAULT`` works too)."""
+        conn = self.get_connection(self.legacy_4d_conn_id)
+        extras = conn.extra_dejson
+        scheme = (conn.schema or "http").lower()
+        if scheme not in {"http", "https"}:
+            raise ValueError(f"connection {self.legacy_4d_conn_id}: schema must be http or https, not {scheme!r}")
+        port = f":{conn.port}" if conn.port else ""
+        return FourDSettings(
+            base_url=f"{scheme}://{conn.host}{port}",
+            username=conn.login or None,
+            password=conn.password or None,
+            page_size=int(_extra(extras, "page_size", DEFAULT_PAGE_SIZE)),
+            verify_tls=_as_bool(_extra(extras, "verify_tls", True)),
+            session_minutes=int(_extra(extras, "session_minutes", 120)),
+            connect_timeout=float(_extra(extras, "connect_timeout", 10)),
+            read_timeout=float(_extra(extras, "read_timeout", 120)),
+        )
+
+    def get_conn(self) -> FourDClient:
+        """A client on this connection's 4D server, sharing the stored session."""
+        return FourDClient(self.settings(), store=self.session_store)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's "Test" button: log in and read ``$catalog``."""
+        try:
+            with self.get_conn() as client:
+                names = client.catalog()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected; 4D exposes {len(names)} dataclasses: {', '.join(names[:12])}"

