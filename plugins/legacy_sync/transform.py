@@ -62,6 +62,12 @@ def table_of_node(name: str) -> str | None:
     return None
 
 
+def _node_name(unique_id: str) -> str:
+    """``model.<package>.<name>`` / ``test.<package>.<name>.<hash>`` -> ``<name>``."""
+    parts = unique_id.split(".")
+    return parts[2] if len(parts) > 2 else parts[-1]
+
+
 def _node_table(result: dict[str, Any], manifest: dict[str, Any]) -> str | None:
     node = manifest.get("nodes", {}).get(result["unique_id"], {})
     candidates = [node.get("attached_node"), *node.get("depends_on", {}).get("nodes", [])]
@@ -69,7 +75,7 @@ def _node_table(result: dict[str, Any], manifest: dict[str, Any]) -> str | None:
         candidates = [result["unique_id"]]
     for unique_id in candidates:
         if unique_id:
-            table = table_of_node(unique_id.split(".")[-1])
+            table = table_of_node(_node_name(unique_id))
             if table:
                 return table
     return None
@@ -82,7 +88,7 @@ def summarise_results(run_results: dict[str, Any], manifest: dict[str, Any], tab
         status = str(result.get("status"))
         if status in _OK or status == "warn":
             continue
-        name = result["unique_id"].split(".")[-1]
+        name = _node_name(result["unique_id"])
         message = (result.get("message") or status).strip().splitlines()[0][:300]
         reason = f"dbt {result['unique_id'].split('.')[0]} {name} {status}: {message}"
         table = _node_table(result, manifest)

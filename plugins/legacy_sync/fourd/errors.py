@@ -11,9 +11,10 @@ import httpx
 import orjson
 
 # Codes that describe the request itself (unknown dataclass/attribute, bad query, bad URL):
-# repeating the request gives the same answer.
+# repeating the request gives the same answer. 1200 "cannot complete the query" is left out:
+# servers also answer it under load, so it is treated as transient.
 FATAL_CODES = frozenset(
-    {1003, 1112, 1162, 1200, 1201, 1203, 1204, 1279, 1280, 1500, 1542}
+    {1003, 1112, 1162, 1201, 1203, 1204, 1279, 1280, 1500, 1542}
     | set(range(1800, 1830))
 ) - {1802, 1823}
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
