@@ -1,0 +1,80 @@
+"""Stored value conventions and their 4D wire forms (protocol doc section 3.4).
+
+Inside the simulator a date field holds a ``datetime.date``, ``None`` (a true NULL, served as
+``null``) or :data:`BLANK_DATE` (4D's empty date, served as ``"0!0!0"``). Times are integer
+milliseconds since midnight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+class _BlankDate:
+    """4D's empty date ``!00-00-00!``: not NULL, but no date either."""
+
+    _instance: _BlankDate | None = None
+
+    def __new__(cls) -> _BlankDate:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "BLANK_DATE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+BLANK_DATE: Any = _BlankDate()
+EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+def date_to_wire(value: Any) -> str | None:
+    """Return the 4D wire form ``d!m!yyyy`` (no padding), ``"0!0!0"`` or None."""
+    if value is None:
+        return None
+    if value is BLANK_DATE:
+        return "0!0!0"
+    return f"{value.day}!{value.month}!{value.year}"
+
+
+def parse_date(text: str) -> Any:
+    """Parse ``YYYY-MM-DD`` or 4D's ``d!m!yyyy``; ``0!0!0`` and ``""`` give :data:`BLANK_DATE`.
+
+    Raises:
+        ValueError: when ``text`` is neither form.
+    """
+    text = text.strip()
+    if text in ("", "0!0!0", "00!00!0000", "0000-00-00"):
+        return BLANK_DATE
+    if "!" in text:
+        d, m, y = (int(p) for p in text.split("!"))
+        return dt.date(y, m, d)
+    return dt.date.fromisoformat(text[:10])
+
+
+def coerce_date(value: Any) -> Any:
+    """Accept a date, an ISO/4D string, BLANK_DATE or None from the mutation API."""
+    if value is None or value is BLANK_DATE or isinstance(value, dt.date):
+        return value.date() if isinstance(value, dt.datetime) else value
+    return parse_date(str(value))
+
+
+def iso_timestamp(day: Any, ms: int | None) -> str:
+    """``__TIMESTAMP`` for a stored record: its ModifiedDate plus ModifiedTime, UTC, ms precision."""
+    if not isinstance(day, dt.date):
+        day = EPOCH_DATE
+    ms = ms or 0
+    s, milli = divmod(int(ms), 1000)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{day.isoformat()}T{h % 24:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
+
+
+def now_timestamp() -> str:
+    """The current time as a 4D ``__TIMESTAMP`` string."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
