@@ -175,7 +175,8 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
             transform_finished = context["ti"].xcom_pull(task_ids="transform") is not None
             with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
                 statuses = dict(conn.execute(
-                    "select l.table_name, case when b.table_name is null then 'NOT_LANDED' else l.status end"
+                    "select l.table_name, case when l.status = 'RUNNING' and b.table_name is null"
+                    " then 'NOT_LANDED' else l.status end"
                     " from legacy_sync.sync_log l left join legacy_sync.landing_batch b using (run_id, table_name)"
                     " where l.run_id = %s", (run_id,)).fetchall())
                 for item in items:

@@ -28,13 +28,14 @@ from rich.console import Console
 
 from legacy_sync.local_postgres import LocalPostgres, free_port
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 SIMULATOR_USER = "demo"
 DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "adventureworks"
+# Lines worth showing while a run works: landing progress, each dbt model, failures.
 _PROGRESS = re.compile(
-    r"(records/s|landed \d+ records|\d+ of \d+ (OK|PASS|ERROR|FAIL|WARN|SKIP)|Marking task as|table\(s\) failed"
-    r"|processed=\d+|Traceback|Error:)"
+    r"(records/s|landed \d+ records|\d+ of \d+ (OK created|ERROR|FAIL|WARN|SKIP)|Done\. PASS="
+    r"|table\(s\) failed|Traceback|Error:)"
 )
 
 
@@ -126,7 +127,7 @@ def _run_logged(command: list[str], env: dict[str, str], log_file: Path, show_pr
         for line in proc.stdout:
             log.write(line)
             if show_progress and _PROGRESS.search(line):
-                console.print("  " + _shorten(line.rstrip()), markup=False)
+                console.print("  " + _shorten(line.rstrip()), markup=False, soft_wrap=True)
         return proc.wait()
 
 

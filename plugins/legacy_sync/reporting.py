@@ -62,28 +62,36 @@ def fail_table(conn: psycopg.Connection[Any], run_id: str, table: str, mode: str
 
 
 def _counts(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable) -> dict[str, int]:
+    """Counts of one table in one run, from the erp audit columns and this run's rejects.
+
+    ``unchanged`` are the live ERP records this run vouches for without touching them: in a
+    full run, records read and found identical; in an incremental run, records 4D reports as
+    not changed since the last watermark. ``processed`` = created + updated + unchanged + failed.
+    """
     erp = sql.Identifier("erp", table.snake_name)
-    raw = sql.Identifier("legacy_staging", table.raw_table)
     row = conn.execute(
         sql.SQL(
             """
+            with rejected as (
+                select record_id from {rejects} where run_id = %(run)s and table_name = %(table)s
+            )
             select
-                (select count(distinct legacy_id) from {raw} where run_id = %(run)s),
                 count(*) filter (where created_run_id = %(run)s),
                 count(*) filter (where updated_run_id = %(run)s and created_run_id <> %(run)s
                                  and deleted_run_id is distinct from %(run)s),
+                count(*) filter (where not is_deleted and updated_run_id is distinct from %(run)s
+                                 and legacy_id::text not in (select record_id from rejected)),
                 count(*) filter (where deleted_run_id = %(run)s),
-                (select count(*) from {rejects} where run_id = %(run)s and table_name = %(table)s)
+                (select count(*) from rejected)
             from {erp}
             """
-        ).format(raw=raw, erp=erp, rejects=REJECTS_RELATION),
+        ).format(erp=erp, rejects=REJECTS_RELATION),
         {"run": run_id, "table": table.name},
     ).fetchone()
     assert row is not None
-    processed, created, updated, deleted, failed = (int(v) for v in row)
-    unchanged = max(processed - created - updated - failed, 0)
-    return {"processed": processed, "created": created, "updated": updated, "unchanged": unchanged,
-            "deleted": deleted, "failed": failed}
+    created, updated, unchanged, deleted, failed = (int(v) for v in row)
+    return {"processed": created + updated + unchanged + failed, "created": created, "updated": updated,
+            "unchanged": unchanged, "deleted": deleted, "failed": failed}
 
 
 def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable) -> TableSummary:

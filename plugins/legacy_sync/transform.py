@@ -105,7 +105,7 @@ def run_dbt_build(run_id: str, tables: list[str], env: dict[str, str], target_na
     target_path = project / "target" / target_name
     dbt = Path(sys.executable).with_name("dbt")
     command = [
-        str(dbt), "build", "--project-dir", str(project), "--profiles-dir", str(project),
+        str(dbt), "--no-use-colors", "build", "--project-dir", str(project), "--profiles-dir", str(project),
         "--target-path", str(target_path), "--vars", orjson.dumps({"run_id": run_id}).decode(),
     ]
     results_file = target_path / "run_results.json"

@@ -1,0 +1,145 @@
+"""The sync DAG end to end with ``airflow dags test``: simulator → staging → dbt → erp → sync log.
+
+One Airflow home and one ERP database for the module; the runs build on each other like a
+real deployment's: first sync, a quiet re-run, changes at the source, then a broken table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
+
+from legacy_sync.local_run import airflow_env, dags_test, prepare_airflow
+from legacy_sync.registry import TABLES
+
+pytestmark = pytest.mark.e2e
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+USER, PASSWORD = "sync", "e2e-password"
+
+
+class Deployment:
+    """A simulator, an ERP database and an Airflow home that run the DAG."""
+
+    def __init__(self, sim: SimulatorServer, erp_url: str, home: Path) -> None:
+        self.sim = sim
+        self.erp_url = erp_url
+        self.env = airflow_env(home, PROJECT_ROOT, erp_url, sim.base_url, USER, PASSWORD)
+        self.log = home / "runs.log"
+        prepare_airflow(self.env, self.log)
+
+    def run(self, dag_id: str = "legacy_erp_sync", **conf: Any) -> tuple[int, str]:
+        code = dags_test(self.env, self.log, dag_id, conf or None)
+        with psycopg.connect(self.erp_url) as conn:
+            run_id = conn.execute("select run_id from legacy_sync.sync_log order by id desc limit 1").fetchone()[0]
+        return code, run_id
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.erp_url) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def log_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
+        with psycopg.connect(self.erp_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            rows = cur.execute("select * from legacy_sync.sync_log where run_id = %s", (run_id,)).fetchall()
+        return {r["table_name"]: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def deployment(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    dataset = Dataset.generate(4000, seed=11, dirty=0.03)
+    erp_url = pg_server.create_database("e2e")
+    with SimulatorServer(dataset, SimulatorConfig(username=USER, password=PASSWORD, licences=3)) as sim:
+        yield Deployment(sim, erp_url, tmp_path_factory.mktemp("airflow"))
+    pg_server.drop_database(erp_url)
+
+
+def test_first_run_loads_or_rejects_every_record(deployment: Deployment) -> None:
+    code, run_id = deployment.run()
+    assert code == 0, f"DAG run failed; see {deployment.log}"
+    logs = deployment.log_rows(run_id)
+    assert set(logs) == {t.name for t in TABLES}
+    dataset = deployment.sim.dataset
+    for table in TABLES:
+        row = logs[table.name]
+        source = dataset.count(table.name)
+        loaded = deployment.query(f"select count(*) from erp.{table.snake_name} where not is_deleted")[0][0]
+        errors = deployment.query("select count(*) from legacy_sync.sync_error where sync_log_id = %s", row["id"])[0][0]
+        assert loaded + errors == source, f"{table.name}: {loaded} loaded + {errors} rejected != {source}"
+        assert row["records_created"] == loaded and row["records_failed"] == errors
+        assert row["records_processed"] == source
+        assert row["status"] == ("PARTIALLY_COMPLETED" if errors else "COMPLETED")
+        assert row["start_time"] <= row["end_time"]
+
+
+def test_planted_bad_records_are_rejected_with_reasons_and_raw_data(deployment: Deployment) -> None:
+    planted = deployment.sim.dataset.planted_defects()
+    assert planted
+    rejected = {
+        (table, record): (message, data)
+        for table, record, message, data in deployment.query(
+            "select l.table_name, e.record_id, e.error_message, e.record_data from legacy_sync.sync_error e"
+            " join legacy_sync.sync_log l on l.id = e.sync_log_id")
+    }
+    for table, key, kind in planted:
+        assert (table, str(key)) in rejected, f"{table} {key} ({kind}) was not rejected"
+        message, data = rejected[(table, str(key))]
+        assert message.strip()
+        assert str(data["__KEY"]) == str(key)
+
+
+def test_a_quiet_rerun_changes_nothing(deployment: Deployment) -> None:
+    before = {t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES}
+    code, run_id = deployment.run()
+    assert code == 0
+    for table, row in deployment.log_rows(run_id).items():
+        assert (row["records_created"], row["records_updated"], row["records_deleted"]) == (0, 0, 0), table
+        live = deployment.query(f"select count(*) from erp.{table_snake(table)} where not is_deleted")[0][0]
+        assert row["records_unchanged"] == live
+    after = {t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES}
+    assert after == before, "a run over unchanged data touched erp rows"
+
+
+def test_changes_at_the_source_arrive_and_only_they(deployment: Deployment) -> None:
+    dataset = deployment.sim.dataset
+    defects = {(t, k) for t, k, _ in dataset.planted_defects()}
+    good = [k for k in dataset.keys("Customers") if ("Customers", k) not in defects]
+    dataset.update("Customers", good[0], {"Email": "new.address@example.com"})
+    dataset.update("Customers", good[1], {"Phone": "555-0100"})
+    new_key = dataset.insert("Customers", {"AccountNumber": "AW-NEW-1", "CompanyName": "New Store"})
+    code, run_id = deployment.run()
+    assert code == 0
+    row = deployment.log_rows(run_id)["Customers"]
+    assert (row["records_created"], row["records_updated"]) == (1, 2)
+    email = deployment.query("select email from erp.customers where legacy_id::text = %s", str(good[0]))
+    assert email == [("new.address@example.com",)]
+    assert deployment.query("select company_name from erp.customers where legacy_id::text = %s", str(new_key)) == [
+        ("New Store",)]
+
+
+def test_a_broken_table_fails_alone_and_keeps_its_watermark(deployment: Deployment) -> None:
+    watermark = deployment.query("select watermark from legacy_sync.sync_state where table_name = 'Invoices'")
+    deployment.sim.faults.set("refuse_table", table="Invoices", hidden=True)
+    product = min(deployment.sim.dataset.keys("Products"))
+    deployment.sim.dataset.update("Products", product, {"Color": "Teal"})
+    try:
+        code, run_id = deployment.run()
+    finally:
+        deployment.sim.faults.clear()
+    assert code != 0, "the run must be marked failed so alerting sees it"
+    logs = deployment.log_rows(run_id)
+    assert logs["Invoices"]["status"] == "FAILED"
+    assert "Invoices" in logs["Invoices"]["error_message"] and "1800" in logs["Invoices"]["error_message"]
+    others = {name: row["status"] for name, row in logs.items() if name != "Invoices"}
+    assert set(others.values()) <= {"COMPLETED", "PARTIALLY_COMPLETED"}, others
+    assert logs["Products"]["records_updated"] == 1
+    assert deployment.query("select color from erp.products where legacy_id::text = %s", str(product)) == [("Teal",)]
+    assert deployment.query("select watermark from legacy_sync.sync_state where table_name = 'Invoices'") == watermark
+
+
+def table_snake(name: str) -> str:
+    return next(t.snake_name for t in TABLES if t.name == name)
