@@ -34,7 +34,9 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
 
     with erp_db.connect(conninfo) as conn:
         if run_id is None:
-            row = conn.execute("select run_id from legacy_sync.sync_log order by created_at desc, id desc limit 1")
+            row = conn.execute(
+                "select run_id from legacy_sync.sync_log order by created_at desc, id desc limit 1"
+            )
             found = row.fetchone()
             if not found:
                 console.print("No sync has run yet.")
@@ -47,9 +49,16 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
     colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
     for row in summary:
-        table.add_row(row.table, f"[{colours.get(row.status, 'white')}]{row.status}[/]", f"{row.processed:,}",
-                      f"{row.created:,}", f"{row.updated:,}", f"{row.unchanged:,}", f"{row.deleted:,}",
-                      f"{row.failed:,}")
+        table.add_row(
+            row.table,
+            f"[{colours.get(row.status, 'white')}]{row.status}[/]",
+            f"{row.processed:,}",
+            f"{row.created:,}",
+            f"{row.updated:,}",
+            f"{row.unchanged:,}",
+            f"{row.deleted:,}",
+            f"{row.failed:,}",
+        )
     console.print(table)
     for row in summary:
         if row.error_message:
@@ -128,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     errors.add_argument("--database-url")
     errors.set_defaults(func=cmd_errors)
 
-    sub.add_parser("simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)",
-                   add_help=False)
+    sub.add_parser(
+        "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
+    )
     return parser
 
 

@@ -55,8 +55,9 @@ class FourDRetryPolicy(RetryPolicy):
     no licence left waits ten minutes, since licences free up only after sessions idle out.
     """
 
-    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
-                 context: Any = None) -> RetryDecision:
+    def evaluate(
+        self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
+    ) -> RetryDecision:
         from legacy_sync.fourd import FourDError, LicenceExhaustedError
 
         if isinstance(exception, LicenceExhaustedError):
@@ -69,13 +70,18 @@ class FourDRetryPolicy(RetryPolicy):
 def _params(full: bool) -> dict[str, Param]:
     params = {
         "tables": Param(
-            list(TABLE_NAMES), type="array", items={"type": "string", "enum": list(TABLE_NAMES)},
-            title="Tables", description="Legacy 4D tables to sync (default: all).",
+            list(TABLE_NAMES),
+            type="array",
+            items={"type": "string", "enum": list(TABLE_NAMES)},
+            title="Tables",
+            description="Legacy 4D tables to sync (default: all).",
         ),
     }
     if not full:
         params["full_refresh"] = Param(
-            False, type="boolean", title="Full refresh",
+            False,
+            type="boolean",
+            title="Full refresh",
             description="Re-read every record and detect deletions, instead of only what changed.",
         )
     return params
@@ -112,9 +118,15 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                     reporting.start_table(conn, context["run_id"], table.name, mode)
             return [{"table": t.name, "mode": mode} for t in tables]
 
-        @task(pool=POOL, retries=3, retry_delay=dt.timedelta(seconds=30), retry_exponential_backoff=2.0,
-              max_retry_delay=dt.timedelta(minutes=15), retry_policy=FourDRetryPolicy(),
-              map_index_template="{{ task.op_kwargs['item']['table'] }}")
+        @task(
+            pool=POOL,
+            retries=3,
+            retry_delay=dt.timedelta(seconds=30),
+            retry_exponential_backoff=2.0,
+            max_retry_delay=dt.timedelta(minutes=15),
+            retry_policy=FourDRetryPolicy(),
+            map_index_template="{{ task.op_kwargs['item']['table'] }}",
+        )
         def extract_and_land(item: dict[str, str]) -> dict[str, Any]:
             """Page one table out of 4D and COPY it into legacy_staging (one transaction)."""
             from legacy_sync import erp_db, landing, reporting
@@ -130,28 +142,41 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                 reporting.start_table(conn, run_id, table.name, item["mode"])
                 try:
                     with Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn() as client:
-                        result = landing.land_table(client, conn, table, run_id, item["mode"],
-                                                    landing.read_state(conn, table))
+                        result = landing.land_table(
+                            client, conn, table, run_id, item["mode"], landing.read_state(conn, table)
+                        )
                 except Exception as exc:
                     reporting.fail_table(conn, run_id, table.name, item["mode"], f"extract failed: {exc}")
                     raise
             for warning in result.warnings:
                 log.warning("%s: %s", table.name, warning)
-            log.info("%s: landed %d records (%s, %s) in %.1fs", table.name, result.records_landed,
-                     result.mode, result.strategy, result.seconds)
+            log.info(
+                "%s: landed %d records (%s, %s) in %.1fs",
+                table.name,
+                result.records_landed,
+                result.mode,
+                result.strategy,
+                result.seconds,
+            )
             return result.as_dict()
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def transform(items: list[dict[str, str]]) -> dict[str, str]:
             """dbt build over what landed; returns {table: reason} for tables dbt failed."""
-            from legacy_sync import erp_db, reporting, transform as dbt_step
+            from legacy_sync import erp_db, reporting
+            from legacy_sync import transform as dbt_step
 
             run_id = get_current_context()["run_id"]
             conninfo = erp_db.conninfo_from_airflow()
             with erp_db.connect(conninfo, autocommit=True) as conn:
-                landed = [r[0] for r in conn.execute(
-                    "select b.table_name from legacy_sync.landing_batch b join legacy_sync.sync_log l"
-                    " using (run_id, table_name) where b.run_id = %s and l.status = 'RUNNING'", (run_id,))]
+                landed = [
+                    r[0]
+                    for r in conn.execute(
+                        "select b.table_name from legacy_sync.landing_batch b join legacy_sync.sync_log l"
+                        " using (run_id, table_name) where b.run_id = %s and l.status = 'RUNNING'",
+                        (run_id,),
+                    )
+                ]
             if not landed:
                 log.warning("no table landed in this run; skipping dbt")
                 return {}
@@ -174,30 +199,55 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
             # transform pushes a dict when it finished (even with failed tables), nothing when it crashed.
             transform_finished = context["ti"].xcom_pull(task_ids="transform") is not None
             with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
-                statuses = dict(conn.execute(
-                    "select l.table_name, case when l.status = 'RUNNING' and b.table_name is null"
-                    " then 'NOT_LANDED' else l.status end"
-                    " from legacy_sync.sync_log l left join legacy_sync.landing_batch b using (run_id, table_name)"
-                    " where l.run_id = %s", (run_id,)).fetchall())
+                statuses = dict(
+                    conn.execute(
+                        "select l.table_name, case when l.status = 'RUNNING' and b.table_name is null"
+                        " then 'NOT_LANDED' else l.status end"
+                        " from legacy_sync.sync_log l"
+                        " left join legacy_sync.landing_batch b using (run_id, table_name)"
+                        " where l.run_id = %s",
+                        (run_id,),
+                    ).fetchall()
+                )
                 for item in items:
                     name, status = item["table"], statuses.get(item["table"])
                     if status == "RUNNING" and transform_finished:
                         reporting.finish_table(conn, run_id, get_table(name))
                     elif status == "RUNNING":
-                        reporting.fail_table(conn, run_id, name, item["mode"],
-                                             "the dbt step did not finish; see the transform task's log")
+                        reporting.fail_table(
+                            conn,
+                            run_id,
+                            name,
+                            item["mode"],
+                            "the dbt step did not finish; see the transform task's log",
+                        )
                     elif status == "NOT_LANDED":
-                        reporting.fail_table(conn, run_id, name, item["mode"],
-                                             "extraction did not finish; see the extract_and_land task's log")
+                        reporting.fail_table(
+                            conn,
+                            run_id,
+                            name,
+                            item["mode"],
+                            "extraction did not finish; see the extract_and_land task's log",
+                        )
                 summary = reporting.run_summary(conn, run_id)
             for row in summary:
-                log.info("%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d %s",
-                         row.table, row.status, row.processed, row.created, row.updated, row.unchanged,
-                         row.deleted, row.failed, row.error_message or "")
+                log.info(
+                    "%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d %s",
+                    row.table,
+                    row.status,
+                    row.processed,
+                    row.created,
+                    row.updated,
+                    row.unchanged,
+                    row.deleted,
+                    row.failed,
+                    row.error_message or "",
+                )
             failed = [row for row in summary if row.status == "FAILED"]
             if failed:
                 raise AirflowFailException(
-                    f"{len(failed)} table(s) failed: " + "; ".join(f"{r.table}: {r.error_message}" for r in failed)
+                    f"{len(failed)} table(s) failed: "
+                    + "; ".join(f"{r.table}: {r.error_message}" for r in failed)
                 )
             return [row.__dict__ for row in summary]
 

@@ -19,8 +19,11 @@ def conninfo_from_airflow(conn_id: str = ERP_CONN_ID) -> str:
 
     conn = BaseHook.get_connection(conn_id)
     return psycopg.conninfo.make_conninfo(
-        host=conn.host or "127.0.0.1", port=conn.port or 5432, user=conn.login or None,
-        password=conn.password or None, dbname=conn.schema or "postgres",
+        host=conn.host or "127.0.0.1",
+        port=conn.port or 5432,
+        user=conn.login or None,
+        password=conn.password or None,
+        dbname=conn.schema or "postgres",
         application_name="legacy-erp-sync",
     )
 

@@ -41,8 +41,12 @@ class Legacy4DHook(BaseHook):
     conn_type = "legacy_4d"
     hook_name = "Legacy 4D ERP (REST)"
 
-    def __init__(self, legacy_4d_conn_id: str = default_conn_name, session_store: SessionStore | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        legacy_4d_conn_id: str = default_conn_name,
+        session_store: SessionStore | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.legacy_4d_conn_id = legacy_4d_conn_id
         self.session_store = session_store
@@ -53,7 +57,9 @@ class Legacy4DHook(BaseHook):
         extras = conn.extra_dejson
         scheme = (conn.schema or "http").lower()
         if scheme not in {"http", "https"}:
-            raise ValueError(f"connection {self.legacy_4d_conn_id}: schema must be http or https, not {scheme!r}")
+            raise ValueError(
+                f"connection {self.legacy_4d_conn_id}: schema must be http or https, not {scheme!r}"
+            )
         port = f":{conn.port}" if conn.port else ""
         return FourDSettings(
             base_url=f"{scheme}://{conn.host}{port}",

@@ -84,11 +84,14 @@ def prepare_row(entity: dict[str, Any], key_attribute: str) -> tuple[str, str, s
     if _NUL in payload:
         bad = sorted(k for k, v in entity.items() if isinstance(v, str) and "\x00" in v)
         entity = {k: (v.replace("\x00", "\ufffd") if isinstance(v, str) else v) for k, v in entity.items()}
-        entity["__landing_issues"] = [f"{name} contains NUL characters (U+0000), which PostgreSQL cannot store"
-                                      for name in bad]
+        entity["__landing_issues"] = [
+            f"{name} contains NUL characters (U+0000), which PostgreSQL cannot store" for name in bad
+        ]
         payload = orjson.dumps(entity)
     business = {k: v for k, v in entity.items() if not k.startswith("__")}
-    row_hash = hashlib.md5(orjson.dumps(business, option=orjson.OPT_SORT_KEYS), usedforsecurity=False).hexdigest()
+    row_hash = hashlib.md5(
+        orjson.dumps(business, option=orjson.OPT_SORT_KEYS), usedforsecurity=False
+    ).hexdigest()
     key = entity_key(entity, key_attribute)
     return str(key), payload.decode(), row_hash
 
@@ -160,20 +163,30 @@ def current_stamp(client: FourDClient, table: LegacyTable) -> int | None:
     if page.global_stamp:
         return page.global_stamp
     # Old servers omit the envelope stamp: the highest record stamp + 1 closes the window too.
-    top = client.page(table.name, attributes=(table.key, "__GlobalStamp"), order_by="__GlobalStamp desc", top=1)
+    top = client.page(
+        table.name, attributes=(table.key, "__GlobalStamp"), order_by="__GlobalStamp desc", top=1
+    )
     if top.entities and top.entities[0].get("__GlobalStamp") is not None:
         return int(top.entities[0]["__GlobalStamp"]) + 1
     return None
 
 
-def plan_extract(client: FourDClient, table: LegacyTable, attributes: dict[str, Any], mode: str,
-                 state: tuple[str, str | None] | None) -> Plan:
+def plan_extract(
+    client: FourDClient,
+    table: LegacyTable,
+    attributes: dict[str, Any],
+    mode: str,
+    state: tuple[str, str | None] | None,
+) -> Plan:
     """Choose strategy and window for this run. ``state`` is (strategy, watermark) or None."""
     strategy = table.strategy
     if strategy is Strategy.GLOBAL_STAMP and "__GlobalStamp" not in attributes:
         strategy = Strategy.MODIFIED_DATE if "ModifiedDate" in attributes else Strategy.FULL
-        log.warning("%s has no __GlobalStamp (change tracking off in 4D); falling back to %s",
-                    table.name, strategy.value)
+        log.warning(
+            "%s has no __GlobalStamp (change tracking off in 4D); falling back to %s",
+            table.name,
+            strategy.value,
+        )
     previous = state[1] if state and state[0] == strategy.value else None
     if mode == "full" or strategy is Strategy.FULL or previous is None:
         return Plan(strategy, None, complete_key_set=True, watermark_from=None)
@@ -181,7 +194,9 @@ def plan_extract(client: FourDClient, table: LegacyTable, attributes: dict[str, 
         start = int(previous)
         end = current_stamp(client, table)
         if end is None:
-            raise FourDError(f"{table.name}: 4D did not report a global stamp; cannot bound the change window")
+            raise FourDError(
+                f"{table.name}: 4D did not report a global stamp; cannot bound the change window"
+            )
         where = Filter("__GlobalStamp>=:1 AND __GlobalStamp<:2", (start, end))
         return Plan(strategy, where, False, previous, stamp_window=(start, end))
     since = dt.date.fromisoformat(previous) - MODIFIED_DATE_LOOKBACK
@@ -199,8 +214,14 @@ def _modified_date(entity: dict[str, Any]) -> dt.date | None:
         return None
 
 
-def land_table(client: FourDClient, conn: psycopg.Connection[Any], table: LegacyTable, run_id: str,
-               mode: str, state: tuple[str, str | None] | None = None) -> LandingResult:
+def land_table(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    mode: str,
+    state: tuple[str, str | None] | None = None,
+) -> LandingResult:
     """Extract ``table`` per its plan and land it for ``run_id`` in one transaction."""
     started = time.monotonic()
     attributes = client.attributes(table.name)
@@ -210,11 +231,21 @@ def land_table(client: FourDClient, conn: psycopg.Connection[Any], table: Legacy
             f"{table.name}: 4D's catalog lacks field(s) {', '.join(missing)}; they may have been renamed or "
             "not exposed as REST resources. Fix the 4D structure or the table registry."
         )
-    extra = sorted(a for a in attributes if a not in table.fields and not a.startswith("__")
-                   and attributes[a].get("kind", "storage") == "storage")
+    extra = sorted(
+        a
+        for a in attributes
+        if a not in table.fields
+        and not a.startswith("__")
+        and attributes[a].get("kind", "storage") == "storage"
+    )
     plan = plan_extract(client, table, attributes, mode, state)
-    result = LandingResult(table=table.name, mode=mode, strategy=plan.strategy.value,
-                           complete_key_set=plan.complete_key_set, watermark_from=plan.watermark_from)
+    result = LandingResult(
+        table=table.name,
+        mode=mode,
+        strategy=plan.strategy.value,
+        complete_key_set=plan.complete_key_set,
+        watermark_from=plan.watermark_from,
+    )
     if extra:
         result.warnings.append(f"4D exposes fields the registry does not sync: {', '.join(extra)}")
     if plan.strategy is Strategy.GLOBAL_STAMP and plan.stamp_window is None:
@@ -230,11 +261,16 @@ def land_table(client: FourDClient, conn: psycopg.Connection[Any], table: Legacy
     raw = sql.Identifier("legacy_staging", table.raw_table)
     with conn.transaction():
         conn.execute(sql.SQL("delete from {} where run_id = %s").format(raw), (run_id,))
-        conn.execute("delete from legacy_staging.deleted_records_raw where run_id = %s and table_name = %s",
-                     (run_id, table.name))
-        with conn.cursor() as cur, cur.copy(
-            sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)
-        ) as copy:
+        conn.execute(
+            "delete from legacy_staging.deleted_records_raw where run_id = %s and table_name = %s",
+            (run_id, table.name),
+        )
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)
+            ) as copy,
+        ):
             pages = client.iter_by_key(table.name, table.key, attributes=wanted, where=plan.where)
             for page in _read_ahead(pages):
                 if result.source_count is None:
@@ -248,7 +284,7 @@ def land_table(client: FourDClient, conn: psycopg.Connection[Any], table: Legacy
                 result.records_landed += len(page.entities)
                 progress.add(len(page.entities), page.count)
         if plan.strategy is Strategy.MODIFIED_DATE:
-            result.watermark_to = (newest.isoformat() if newest else plan.watermark_from)
+            result.watermark_to = newest.isoformat() if newest else plan.watermark_from
         if plan.stamp_window is not None:
             result.deleted_keys = _land_deleted(client, conn, table, run_id, plan.stamp_window)
         if result.source_count is None:
@@ -259,12 +295,20 @@ def land_table(client: FourDClient, conn: psycopg.Connection[Any], table: Legacy
     return result
 
 
-def _land_deleted(client: FourDClient, conn: psycopg.Connection[Any], table: LegacyTable, run_id: str,
-                  window: tuple[int, int]) -> int:
+def _land_deleted(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    window: tuple[int, int],
+) -> int:
     count = 0
-    with conn.cursor() as cur, cur.copy(
-        "copy legacy_staging.deleted_records_raw (run_id, table_name, legacy_id, stamp) from stdin"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "copy legacy_staging.deleted_records_raw (run_id, table_name, legacy_id, stamp) from stdin"
+        ) as copy,
+    ):
         for rows in client.iter_deleted(table.name, *window):
             for row in rows:
                 copy.write_row((run_id, table.name, str(row.get("__PrimaryKey")), row.get("__Stamp")))
@@ -291,6 +335,7 @@ def _record_batch(conn: psycopg.Connection[Any], run_id: str, result: LandingRes
 
 def read_state(conn: psycopg.Connection[Any], table: LegacyTable) -> tuple[str, str | None] | None:
     """(strategy, watermark) of a table, or None before its first merged run."""
-    row = conn.execute("select strategy, watermark from legacy_sync.sync_state where table_name = %s",
-                       (table.name,)).fetchone()
+    row = conn.execute(
+        "select strategy, watermark from legacy_sync.sync_state where table_name = %s", (table.name,)
+    ).fetchone()
     return (row[0], row[1]) if row else None

@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
-_FALLBACK_ROOT = Path("/var/tmp/legacy-erp-sync")
+# A fixed, predictable place is the point: the demo finds its data again on the next run.
+_FALLBACK_ROOT = Path("/var/tmp/legacy-erp-sync")  # noqa: S108
 
 
 def free_port() -> int:
@@ -41,10 +42,7 @@ def free_port() -> int:
 
 def _others_can_enter(path: Path) -> bool:
     """True when every directory from / down to ``path`` is traversable by any user."""
-    for part in [path, *path.parents]:
-        if part.exists() and not (part.stat().st_mode & 0o001):
-            return False
-    return True
+    return all(not part.exists() or part.stat().st_mode & 0o001 for part in [path, *path.parents])
 
 
 def _embedded_install_dir() -> Path:
@@ -72,7 +70,9 @@ class LocalPostgres:
             # `nobody` could not reach it; keep the data in a stable place of its own.
             digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
             fallback = _FALLBACK_ROOT / f"data-{digest}"
-            log.info("PostgreSQL data for %s kept in %s (the path is closed to 'nobody')", self.data_dir, fallback)
+            log.info(
+                "PostgreSQL data for %s kept in %s (the path is closed to 'nobody')", self.data_dir, fallback
+            )
             self.data_dir = fallback
         self._bin = self._binaries()
 
@@ -88,8 +88,17 @@ class LocalPostgres:
         self._stop_stale_server()
         log_file = self.data_dir / "server.log"  # inside: the server's user may write only there
         self._run(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(log_file),
-            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(log_file),
+            "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
             " -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
         )
         return self
@@ -126,7 +135,7 @@ class LocalPostgres:
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(install, tmp, symlinks=True)
                 tmp.rename(copy)
-                os.chmod(_FALLBACK_ROOT, 0o755)
+                os.chmod(_FALLBACK_ROOT, 0o755)  # noqa: S103 - `nobody` must enter it; it holds no secret
             install = copy
         return install / "bin"
 
@@ -138,8 +147,18 @@ class LocalPostgres:
             if self.data_dir.is_relative_to(_FALLBACK_ROOT):
                 _FALLBACK_ROOT.chmod(0o755)  # our own directory: `nobody` must be able to enter it
         self.data_dir.chmod(0o700)
-        self._run("initdb", "-D", str(self.data_dir), "-U", self.user, "-E", "UTF8", "--no-locale",
-                  "--auth=trust", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth=trust",
+            "--no-sync",
+        )
 
     def _stop_stale_server(self) -> None:
         """A killed owner can leave a server behind on the same data dir: stop it first."""
@@ -155,10 +174,16 @@ class LocalPostgres:
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         started = time.monotonic()
         result = subprocess.run(
-            [str(self._bin / binary), *args], capture_output=True, text=True, env=env, cwd="/",
+            [str(self._bin / binary), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
             **kwargs,  # type: ignore[call-overload]
         )
         log.debug("%s %s -> %s in %.2fs", binary, args[:1], result.returncode, time.monotonic() - started)
         if check and result.returncode != 0:
-            raise RuntimeError(f"{binary} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+            raise RuntimeError(
+                f"{binary} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result

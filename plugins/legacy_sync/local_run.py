@@ -58,13 +58,27 @@ class SimulatorProcess:
 
 
 @contextlib.contextmanager
-def simulator_process(log_file: Path, data: Path | None = None, extra_args: tuple[str, ...] = ()
-                      ) -> Iterator[SimulatorProcess]:
+def simulator_process(
+    log_file: Path, data: Path | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[SimulatorProcess]:
     """Start ``legacy-sync simulator serve`` and wait until it answers."""
     port = free_port()
     password = secrets.token_urlsafe(12)
-    command = [sys.executable, "-m", "legacy4d_simulator", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--user", SIMULATOR_USER, "--password", password, *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "legacy4d_simulator",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--user",
+        SIMULATOR_USER,
+        "--password",
+        password,
+        *extra_args,
+    ]
     if data is not None:
         command += ["--data", str(data)]
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +105,9 @@ def simulator_process(log_file: Path, data: Path | None = None, extra_args: tupl
             process.kill()
 
 
-def airflow_env(airflow_home: Path, project_root: Path, erp_url: str, fourd_url: str, fourd_user: str,
-                fourd_password: str) -> dict[str, str]:
+def airflow_env(
+    airflow_home: Path, project_root: Path, erp_url: str, fourd_url: str, fourd_user: str, fourd_password: str
+) -> dict[str, str]:
     """Environment for Airflow CLI calls: SQLite metadata, our DAGs, both connections."""
     erp = urlsplit(erp_url)
     fourd = urlsplit(fourd_url)
@@ -106,23 +121,42 @@ def airflow_env(airflow_home: Path, project_root: Path, erp_url: str, fourd_url:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "LEGACY_SYNC_DBT_PROJECT_DIR": str(project_root / "dbt_project"),
-        "AIRFLOW_CONN_LEGACY_4D_DEFAULT": orjson.dumps({
-            "conn_type": "legacy_4d", "host": fourd.hostname, "port": fourd.port, "schema": fourd.scheme,
-            "login": fourd_user, "password": fourd_password, "extra": {"page_size": 2000},
-        }).decode(),
-        "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": orjson.dumps({
-            "conn_type": "postgres", "host": erp.hostname, "port": erp.port or 5432,
-            "login": unquote(erp.username or "postgres"), "password": unquote(erp.password or ""),
-            "schema": erp.path.lstrip("/") or "postgres",
-        }).decode(),
+        "AIRFLOW_CONN_LEGACY_4D_DEFAULT": orjson.dumps(
+            {
+                "conn_type": "legacy_4d",
+                "host": fourd.hostname,
+                "port": fourd.port,
+                "schema": fourd.scheme,
+                "login": fourd_user,
+                "password": fourd_password,
+                "extra": {"page_size": 2000},
+            }
+        ).decode(),
+        "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": orjson.dumps(
+            {
+                "conn_type": "postgres",
+                "host": erp.hostname,
+                "port": erp.port or 5432,
+                "login": unquote(erp.username or "postgres"),
+                "password": unquote(erp.password or ""),
+                "schema": erp.path.lstrip("/") or "postgres",
+            }
+        ).decode(),
     }
 
 
 def _run_logged(command: list[str], env: dict[str, str], log_file: Path, show_progress: bool) -> int:
     """Run a command, its output to ``log_file``; echo the progress lines to the console."""
-    with log_file.open("a") as log, subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    ) as proc:
+    with (
+        log_file.open("a") as log,
+        subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -143,13 +177,21 @@ def prepare_airflow(env: dict[str, str], log_file: Path) -> None:
     console.print("[bold]Preparing Airflow[/bold] (metadata DB and the legacy_4d pool)...")
     if _run_logged([_bin("airflow"), "db", "migrate"], env, log_file, False) != 0:
         raise RuntimeError(f"airflow db migrate failed; see {log_file}")
-    if _run_logged([_bin("airflow"), "pools", "set", "legacy_4d", "3", "4D client licences for the sync"],
-                   env, log_file, False) != 0:
+    if (
+        _run_logged(
+            [_bin("airflow"), "pools", "set", "legacy_4d", "3", "4D client licences for the sync"],
+            env,
+            log_file,
+            False,
+        )
+        != 0
+    ):
         raise RuntimeError(f"airflow pools set failed; see {log_file}")
 
 
-def dags_test(env: dict[str, str], log_file: Path, dag_id: str = "legacy_erp_sync",
-              conf: dict[str, Any] | None = None) -> int:
+def dags_test(
+    env: dict[str, str], log_file: Path, dag_id: str = "legacy_erp_sync", conf: dict[str, Any] | None = None
+) -> int:
     """One DAG run with ``airflow dags test``; returns its exit code."""
     command = [_bin("airflow"), "dags", "test", dag_id]
     if conf:
@@ -185,17 +227,24 @@ def run_demo(root: Path, runs: int = 1) -> int:
     log_file = logs / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log"
     dataset = (root / DEFAULT_DATASET).resolve()
     source = dataset if (dataset / "Products.csv").exists() else None
-    console.print("[bold]4D simulator[/bold] serving " + (f"AdventureWorks from {source}" if source
-                                                           else "a generated data set"))
+    console.print(
+        "[bold]4D simulator[/bold] serving "
+        + (f"AdventureWorks from {source}" if source else "a generated data set")
+    )
     args = () if source else ("--generate", "20000", "--dirty", "0.01")
     ok = True
-    with erp_database(data_dir / "pg") as erp_url, simulator_process(logs / "simulator.log", source, args) as sim:
+    with (
+        erp_database(data_dir / "pg") as erp_url,
+        simulator_process(logs / "simulator.log", source, args) as sim,
+    ):
         env = airflow_env(data_dir / "airflow", root, erp_url, sim.base_url, SIMULATOR_USER, sim.password)
         prepare_airflow(env, log_file)
         for _ in range(runs):
             code = dags_test(env, log_file)
             ok = print_summary(erp_url) and ok and code == 0
-    console.print("[green]Demo finished.[/green]" if ok else f"[red]Demo finished with failures; see {log_file}[/red]")
+    console.print(
+        "[green]Demo finished.[/green]" if ok else f"[red]Demo finished with failures; see {log_file}[/red]"
+    )
     return 0 if ok else 1
 
 

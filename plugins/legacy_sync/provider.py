@@ -33,7 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "session_minutes": {
                         "label": "Session length (minutes)",
-                        "description": "Idle timeout asked of 4D (minimum 60). The session is reused across runs.",
+                        "description": "Idle timeout asked of 4D (minimum 60); the session is reused.",
                         "schema": {"type": ["integer", "null"], "default": 120, "minimum": 60},
                     },
                     "connect_timeout": {
@@ -48,7 +48,11 @@ def get_provider_info() -> dict[str, Any]:
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["extra"],
-                    "relabeling": {"schema": "Scheme (http or https)", "login": "4D user", "password": "4D password"},
+                    "relabeling": {
+                        "schema": "Scheme (http or https)",
+                        "login": "4D user",
+                        "password": "4D password",
+                    },
                     "placeholders": {"host": "erp.example.com", "port": "8044", "schema": "https"},
                 },
             }

@@ -51,7 +51,8 @@ def fail_table(conn: psycopg.Connection[Any], run_id: str, table: str, mode: str
     """Record why a table could not be synced in this run; its watermark stays where it was."""
     conn.execute(
         """
-        insert into legacy_sync.sync_log (run_id, table_name, mode, status, start_time, end_time, error_message)
+        insert into legacy_sync.sync_log
+            (run_id, table_name, mode, status, start_time, end_time, error_message)
         values (%s, %s, %s, 'FAILED', now(), now(), %s)
         on conflict (run_id, table_name) do update
             set status = 'FAILED', end_time = now(), updated_at = now(),
@@ -90,8 +91,14 @@ def _counts(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable) -> d
     ).fetchone()
     assert row is not None
     created, updated, unchanged, deleted, failed = (int(v) for v in row)
-    return {"processed": created + updated + unchanged + failed, "created": created, "updated": updated,
-            "unchanged": unchanged, "deleted": deleted, "failed": failed}
+    return {
+        "processed": created + updated + unchanged + failed,
+        "created": created,
+        "updated": updated,
+        "unchanged": unchanged,
+        "deleted": deleted,
+        "failed": failed,
+    }
 
 
 def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable) -> TableSummary:
@@ -104,7 +111,8 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
         status = "PARTIALLY_COMPLETED" if counts["failed"] else "COMPLETED"
         batch = conn.execute(
             "select strategy, watermark_from, watermark_to from legacy_sync.landing_batch"
-            " where run_id = %s and table_name = %s", (run_id, table.name),
+            " where run_id = %s and table_name = %s",
+            (run_id, table.name),
         ).fetchone()
         strategy, wm_from, wm_to = batch if batch else (None, None, None)
         log_id = conn.execute(
@@ -117,14 +125,22 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
             where run_id = %(run)s and table_name = %(table)s
             returning id
             """,
-            {**counts, "status": status, "wm_from": wm_from, "wm_to": wm_to, "run": run_id, "table": table.name},
+            {
+                **counts,
+                "status": status,
+                "wm_from": wm_from,
+                "wm_to": wm_to,
+                "run": run_id,
+                "table": table.name,
+            },
         ).fetchone()
         assert log_id is not None, f"no sync_log row for {table.name} in run {run_id}"
         conn.execute("delete from legacy_sync.sync_error where sync_log_id = %s", (log_id[0],))
         conn.execute(
             sql.SQL(
                 "insert into legacy_sync.sync_error (sync_log_id, record_id, error_message, record_data)"
-                " select %s, record_id, error_message, record_data from {} where run_id = %s and table_name = %s"
+                " select %s, record_id, error_message, record_data from {}"
+                " where run_id = %s and table_name = %s"
                 " order by record_id"
             ).format(REJECTS_RELATION),
             (log_id[0], run_id, table.name),

@@ -43,7 +43,8 @@ class PostgresSessionStore:
         with psycopg.connect(self._conninfo, autocommit=True) as conn:
             row = conn.execute(
                 "update legacy_sync.fourd_session set last_used_at = now() where conn_id = %s"
-                " returning cookie_name, cookie_value", (self._conn_id,),
+                " returning cookie_name, cookie_value",
+                (self._conn_id,),
             ).fetchone()
         if row is None:
             return None
@@ -55,7 +56,8 @@ class PostgresSessionStore:
     def save(self, cookie: Cookie) -> None:
         with psycopg.connect(self._conninfo, autocommit=True) as conn:
             conn.execute(
-                "insert into legacy_sync.fourd_session (conn_id, cookie_name, cookie_value) values (%s, %s, %s)"
+                "insert into legacy_sync.fourd_session (conn_id, cookie_name, cookie_value)"
+                " values (%s, %s, %s)"
                 " on conflict (conn_id) do update set cookie_name = excluded.cookie_name,"
                 " cookie_value = excluded.cookie_value, created_at = now(), last_used_at = now()",
                 (self._conn_id, cookie[0], self._encrypt(cookie[1])),
@@ -73,4 +75,6 @@ class PostgresSessionStore:
             try:
                 yield
             finally:
-                conn.execute("select pg_advisory_unlock(hashtext(%s))", (f"legacy_4d_session:{self._conn_id}",))
+                conn.execute(
+                    "select pg_advisory_unlock(hashtext(%s))", (f"legacy_4d_session:{self._conn_id}",)
+                )

@@ -81,7 +81,9 @@ def _node_table(result: dict[str, Any], manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def summarise_results(run_results: dict[str, Any], manifest: dict[str, Any], tables: list[str]) -> dict[str, str]:
+def summarise_results(
+    run_results: dict[str, Any], manifest: dict[str, Any], tables: list[str]
+) -> dict[str, str]:
     """``{table: reason}`` for every table with a failed, errored or skipped dbt node."""
     failed: dict[str, list[str]] = {}
     for result in run_results.get("results", []):
@@ -95,26 +97,40 @@ def summarise_results(run_results: dict[str, Any], manifest: dict[str, Any], tab
         for target in [table] if table else tables:
             if target in tables:
                 failed.setdefault(target, []).append(reason)
-    return {t: "; ".join(reasons[:5]) + (f" (+{len(reasons) - 5} more)" if len(reasons) > 5 else "")
-            for t, reasons in failed.items()}
+    return {
+        t: "; ".join(reasons[:5]) + (f" (+{len(reasons) - 5} more)" if len(reasons) > 5 else "")
+        for t, reasons in failed.items()
+    }
 
 
-def run_dbt_build(run_id: str, tables: list[str], env: dict[str, str], target_name: str = "default") -> DbtOutcome:
+def run_dbt_build(
+    run_id: str, tables: list[str], env: dict[str, str], target_name: str = "default"
+) -> DbtOutcome:
     """``dbt build`` for ``run_id``; return which of ``tables`` it failed."""
     project = dbt_project_dir()
     target_path = project / "target" / target_name
     dbt = Path(sys.executable).with_name("dbt")
     command = [
-        str(dbt), "--no-use-colors", "build", "--project-dir", str(project), "--profiles-dir", str(project),
-        "--target-path", str(target_path), "--vars", orjson.dumps({"run_id": run_id}).decode(),
+        str(dbt),
+        "--no-use-colors",
+        "build",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(target_path),
+        "--vars",
+        orjson.dumps({"run_id": run_id}).decode(),
     ]
     results_file = target_path / "run_results.json"
     results_file.unlink(missing_ok=True)  # never read an earlier run's results as ours
     log.info("running dbt build for run %s (%d tables)", run_id, len(tables))
     child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
     lines: list[str] = []
-    with subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, cwd=project) as proc:
+    with subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=project
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip()

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 
+from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync.local_run import airflow_env, dags_test, prepare_airflow
 from legacy_sync.registry import TABLES
 
@@ -36,7 +36,9 @@ class Deployment:
     def run(self, dag_id: str = "legacy_erp_sync", **conf: Any) -> tuple[int, str]:
         code = dags_test(self.env, self.log, dag_id, conf or None)
         with psycopg.connect(self.erp_url) as conn:
-            run_id = conn.execute("select run_id from legacy_sync.sync_log order by id desc limit 1").fetchone()[0]
+            run_id = conn.execute(
+                "select run_id from legacy_sync.sync_log order by id desc limit 1"
+            ).fetchone()[0]
         return code, run_id
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -68,7 +70,9 @@ def test_first_run_loads_or_rejects_every_record(deployment: Deployment) -> None
         row = logs[table.name]
         source = dataset.count(table.name)
         loaded = deployment.query(f"select count(*) from erp.{table.snake_name} where not is_deleted")[0][0]
-        errors = deployment.query("select count(*) from legacy_sync.sync_error where sync_log_id = %s", row["id"])[0][0]
+        errors = deployment.query(
+            "select count(*) from legacy_sync.sync_error where sync_log_id = %s", row["id"]
+        )[0][0]
         assert loaded + errors == source, f"{table.name}: {loaded} loaded + {errors} rejected != {source}"
         assert row["records_created"] == loaded and row["records_failed"] == errors
         assert row["records_processed"] == source
@@ -83,7 +87,8 @@ def test_planted_bad_records_are_rejected_with_reasons_and_raw_data(deployment: 
         (table, record): (message, data)
         for table, record, message, data in deployment.query(
             "select l.table_name, e.record_id, e.error_message, e.record_data from legacy_sync.sync_error e"
-            " join legacy_sync.sync_log l on l.id = e.sync_log_id")
+            " join legacy_sync.sync_log l on l.id = e.sync_log_id"
+        )
     }
     for table, key, kind in planted:
         assert (table, str(key)) in rejected, f"{table} {key} ({kind}) was not rejected"
@@ -93,14 +98,18 @@ def test_planted_bad_records_are_rejected_with_reasons_and_raw_data(deployment: 
 
 
 def test_a_quiet_rerun_changes_nothing(deployment: Deployment) -> None:
-    before = {t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES}
+    before = {
+        t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES
+    }
     code, run_id = deployment.run()
     assert code == 0
     for table, row in deployment.log_rows(run_id).items():
         assert (row["records_created"], row["records_updated"], row["records_deleted"]) == (0, 0, 0), table
         live = deployment.query(f"select count(*) from erp.{table_snake(table)} where not is_deleted")[0][0]
         assert row["records_unchanged"] == live
-    after = {t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES}
+    after = {
+        t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES
+    }
     assert after == before, "a run over unchanged data touched erp rows"
 
 
@@ -117,8 +126,9 @@ def test_changes_at_the_source_arrive_and_only_they(deployment: Deployment) -> N
     assert (row["records_created"], row["records_updated"]) == (1, 2)
     email = deployment.query("select email from erp.customers where legacy_id::text = %s", str(good[0]))
     assert email == [("new.address@example.com",)]
-    assert deployment.query("select company_name from erp.customers where legacy_id::text = %s", str(new_key)) == [
-        ("New Store",)]
+    assert deployment.query(
+        "select company_name from erp.customers where legacy_id::text = %s", str(new_key)
+    ) == [("New Store",)]
 
 
 def test_a_broken_table_fails_alone_and_keeps_its_watermark(deployment: Deployment) -> None:
@@ -137,8 +147,13 @@ def test_a_broken_table_fails_alone_and_keeps_its_watermark(deployment: Deployme
     others = {name: row["status"] for name, row in logs.items() if name != "Invoices"}
     assert set(others.values()) <= {"COMPLETED", "PARTIALLY_COMPLETED"}, others
     assert logs["Products"]["records_updated"] == 1
-    assert deployment.query("select color from erp.products where legacy_id::text = %s", str(product)) == [("Teal",)]
-    assert deployment.query("select watermark from legacy_sync.sync_state where table_name = 'Invoices'") == watermark
+    assert deployment.query("select color from erp.products where legacy_id::text = %s", str(product)) == [
+        ("Teal",)
+    ]
+    assert (
+        deployment.query("select watermark from legacy_sync.sync_state where table_name = 'Invoices'")
+        == watermark
+    )
 
 
 def table_snake(name: str) -> str:

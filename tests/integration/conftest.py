@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 
+from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import erp_db
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import SessionStore
@@ -29,8 +29,14 @@ def sim() -> Iterator[SimulatorServer]:
 
 
 def client_for(sim: SimulatorServer, store: SessionStore | None = None, **overrides: Any) -> FourDClient:
-    values: dict[str, Any] = {"base_url": sim.base_url, "username": SIM_USER, "password": SIM_PASSWORD,
-                              "page_size": 250, **FAST_RETRIES, **overrides}
+    values: dict[str, Any] = {
+        "base_url": sim.base_url,
+        "username": SIM_USER,
+        "password": SIM_PASSWORD,
+        "page_size": 250,
+        **FAST_RETRIES,
+        **overrides,
+    }
     return FourDClient(FourDSettings(**values), store=store)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from legacy4d_simulator import SimulatorServer
 
+from legacy4d_simulator import SimulatorServer
 from legacy_sync.landing import land_table, read_state
 from legacy_sync.registry import TABLES, Strategy, get_table
 from legacy_sync.session_store import PostgresSessionStore
@@ -40,7 +40,8 @@ def merge_watermark(conn: Conn, run_id: str, table: str) -> None:
         "insert into legacy_sync.sync_state (table_name, strategy, watermark, last_run_id)"
         " select table_name, strategy, watermark_to, run_id from legacy_sync.landing_batch"
         " where run_id = %s and table_name = %s"
-        " on conflict (table_name) do update set strategy = excluded.strategy, watermark = excluded.watermark",
+        " on conflict (table_name) do update"
+        " set strategy = excluded.strategy, watermark = excluded.watermark",
         (run_id, table),
     )
 
@@ -62,8 +63,9 @@ def test_full_extract_lands_every_table_exactly_once(sim: SimulatorServer, erp: 
         assert_exactly_once(erp, sim, table.name, "r1")
         assert result.records_landed == sim.dataset.count(table.name) == result.source_count
         assert result.complete_key_set and result.strategy == "global_stamp"
-    batch = erp.execute("select count(*), bool_and(complete_key_set) from legacy_sync.landing_batch"
-                        " where run_id = 'r1'").fetchone()
+    batch = erp.execute(
+        "select count(*), bool_and(complete_key_set) from legacy_sync.landing_batch where run_id = 'r1'"
+    ).fetchone()
     assert batch == (len(TABLES), True)
     payload = erp.execute("select payload from legacy_staging.products_raw limit 1").fetchone()[0]
     assert {"__KEY", "__STAMP", "ProductID", "SellStartDate"} <= set(payload)
@@ -89,7 +91,9 @@ def test_incremental_global_stamp_lands_only_changes_and_deletions(sim: Simulato
         sim.dataset.delete("Products", keys[3])
         result = land_table(client, erp, table, "r2", "incremental", read_state(erp, table))
     assert set(landed_keys(erp, "Products", "r2")) == {str(keys[0]), str(keys[5]), str(new_key)}
-    deleted = erp.execute("select legacy_id from legacy_staging.deleted_records_raw where run_id = 'r2'").fetchall()
+    deleted = erp.execute(
+        "select legacy_id from legacy_staging.deleted_records_raw where run_id = 'r2'"
+    ).fetchall()
     assert deleted == [(str(keys[3]),)]
     assert not result.complete_key_set and result.deleted_keys == 1
     assert int(result.watermark_to) > int(result.watermark_from)
@@ -221,5 +225,3 @@ def test_a_pool_of_three_holds_one_licence_across_tables_and_runs(erp_db_url: st
         assert stats["sessions_created"] == 1 and stats["logins"] == 1
         for table in TABLES:
             assert_exactly_once(erp, sim, table.name, "r2")
-
-

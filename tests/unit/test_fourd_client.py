@@ -42,7 +42,9 @@ class FakeFourD:
             self.logins += 1
             cookie = f"S{self.logins}"
             self.valid_cookies.add(cookie)
-            return httpx.Response(200, json={"result": True}, headers={"Set-Cookie": f"4DSID_ERP={cookie}; Path=/"})
+            return httpx.Response(
+                200, json={"result": True}, headers={"Set-Cookie": f"4DSID_ERP={cookie}; Path=/"}
+            )
         cookie = (request.headers.get("Cookie") or "").removeprefix("4DSID_ERP=")
         if cookie not in self.valid_cookies:
             return httpx.Response(401, json={"__ERROR": [{"message": "Permissions error", "errCode": 1822}]})
@@ -54,7 +56,12 @@ def params_of(request: httpx.Request) -> dict[str, str]:
 
 
 def envelope(entities: list[dict[str, object]], count: int | None, **extra: object) -> httpx.Response:
-    body: dict[str, object] = {"__entityModel": "Products", "__ENTITIES": entities, "__SENT": len(entities), **extra}
+    body: dict[str, object] = {
+        "__entityModel": "Products",
+        "__ENTITIES": entities,
+        "__SENT": len(entities),
+        **extra,
+    }
     if count is not None:
         body["__COUNT"] = count
     return httpx.Response(200, content=orjson.dumps(body))
@@ -99,8 +106,9 @@ def test_logs_in_again_when_4d_refuses_the_session() -> None:
 
 def test_wrong_password_fails_with_an_actionable_message() -> None:
     fake = FakeFourD(keyset_server([1]))
-    with FourDClient(settings(password="nope"), None, httpx.MockTransport(fake)) as client, pytest.raises(
-        FourDError, match="login refused for user 'sync'"
+    with (
+        FourDClient(settings(password="nope"), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(FourDError, match="login refused for user 'sync'"),
     ):
         client.page("Products")
 
@@ -109,7 +117,11 @@ def test_keyset_paging_survives_a_server_page_cap() -> None:
     keys = list(range(1, 26))
     fake = FakeFourD(keyset_server(keys, cap=7))  # asks for 10, gets 7: a short page is not the end
     with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
-        got = [e["ProductID"] for p in client.iter_by_key("Products", "ProductID", page_size=10) for e in p.entities]
+        got = [
+            e["ProductID"]
+            for p in client.iter_by_key("Products", "ProductID", page_size=10)
+            for e in p.entities
+        ]
     assert got == keys
 
 
@@ -122,24 +134,31 @@ def test_keyset_paging_without_count_stops_on_an_empty_page() -> None:
 
     fake = FakeFourD(handler)
     with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
-        got = [e["ProductID"] for p in client.iter_by_key("Products", "ProductID", page_size=2) for e in p.entities]
+        got = [
+            e["ProductID"]
+            for p in client.iter_by_key("Products", "ProductID", page_size=2)
+            for e in p.entities
+        ]
     assert got == [1, 2, 3, 4, 5]
     assert len([r for r in fake.requests if r.url.path == "/rest/Products"]) == 4
 
 
 def test_a_server_ignoring_the_key_filter_is_detected() -> None:
     fake = FakeFourD(lambda r: envelope([{"__KEY": "1", "ProductID": 1}, {"__KEY": "2", "ProductID": 2}], 99))
-    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client, pytest.raises(
-        FourDError, match="ignored the key filter"
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(FourDError, match="ignored the key filter"),
     ):
         list(client.iter_by_key("Products", "ProductID", page_size=2))
 
 
 def test_transient_errors_are_retried_honouring_retry_after() -> None:
-    answers = iter([
-        httpx.Response(503, headers={"Retry-After": "0"}, text="busy"),
-        httpx.Response(500, json={"__ERROR": [{"message": "Internal", "errCode": 1}]}),
-    ])
+    answers = iter(
+        [
+            httpx.Response(503, headers={"Retry-After": "0"}, text="busy"),
+            httpx.Response(500, json={"__ERROR": [{"message": "Internal", "errCode": 1}]}),
+        ]
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers, None) or envelope([{"__KEY": "1", "ProductID": 1}], 1)
@@ -166,13 +185,24 @@ def test_dropped_connections_are_retried() -> None:
 
 def test_query_errors_are_not_retried() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500, json={"__ERROR": [
-            {"message": "Error code: 1279\nplaceholder :1 is missing or null\ntask 22", "errCode": 1279},
-            {"message": "Cannot analyse query", "errCode": 1201},
-        ]})
+        return httpx.Response(
+            500,
+            json={
+                "__ERROR": [
+                    {
+                        "message": "Error code: 1279\nplaceholder :1 is missing or null\ntask 22",
+                        "errCode": 1279,
+                    },
+                    {"message": "Cannot analyse query", "errCode": 1201},
+                ]
+            },
+        )
 
     fake = FakeFourD(handler)
-    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client, pytest.raises(FourDError) as caught:
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(FourDError) as caught,
+    ):
         client.page("Products")
     assert caught.value.codes == (1279, 1201) and not caught.value.retryable
     assert "placeholder :1 is missing or null (4D error 1279)" in str(caught.value)
@@ -180,8 +210,17 @@ def test_query_errors_are_not_retried() -> None:
 
 
 def test_licence_exhaustion_waits_then_recovers() -> None:
-    answers = iter([httpx.Response(402, json={"__ERROR": [
-        {"message": "Maximum number of sessions has been reached", "errCode": 1823}]})] * 3)
+    answers = iter(
+        [
+            httpx.Response(
+                402,
+                json={
+                    "__ERROR": [{"message": "Maximum number of sessions has been reached", "errCode": 1823}]
+                },
+            )
+        ]
+        * 3
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         return next(answers, None) or envelope([], 0)
@@ -192,16 +231,24 @@ def test_licence_exhaustion_waits_then_recovers() -> None:
 
 def test_licence_exhaustion_that_lasts_fails_with_advice() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(402, json={"__ERROR": [{"message": "Maximum number of sessions", "errCode": 1823}]})
+        return httpx.Response(
+            402, json={"__ERROR": [{"message": "Maximum number of sessions", "errCode": 1823}]}
+        )
 
-    with FourDClient(settings(licence_wait_seconds=0.05), None, httpx.MockTransport(FakeFourD(handler))) as client:
-        with pytest.raises(LicenceExhaustedError, match="no client licence left.*legacy_4d` pool"):
-            client.page("Products")
+    with (
+        FourDClient(
+            settings(licence_wait_seconds=0.05), None, httpx.MockTransport(FakeFourD(handler))
+        ) as client,
+        pytest.raises(LicenceExhaustedError, match=r"no client licence left.*legacy_4d` pool"),
+    ):
+        client.page("Products")
 
 
 def test_tolerates_legacy_envelopes_and_entity_set_placeholders() -> None:
-    legacy = b'{"__entityModel":"Products","__COUNT":2,"__ENTITIES":[{"__KEY":"1","__STAMP":0},' \
-             b'{"__KEY":"2","__TIMESTAMP":"\\"2017-03-06T14:47:38.001Z\\"","__STAMP":4,"ProductID":2}],"__SENT":2}'
+    legacy = (
+        b'{"__entityModel":"Products","__COUNT":2,"__ENTITIES":[{"__KEY":"1","__STAMP":0},'
+        b'{"__KEY":"2","__TIMESTAMP":"\\"2017-03-06T14:47:38.001Z\\"","__STAMP":4,"ProductID":2}],"__SENT":2}'
+    )
     fake = FakeFourD(lambda r: httpx.Response(200, content=legacy))
     with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
         page = client.page("Products")

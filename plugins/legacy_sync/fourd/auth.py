@@ -76,8 +76,14 @@ class FourDSessionAuth(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, base_url: str, username: str | None, password: str | None,
-                 session_minutes: int, store: SessionStore) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None,
+        password: str | None,
+        session_minutes: int,
+        store: SessionStore,
+    ) -> None:
         self._login_url = f"{base_url.rstrip('/')}/rest/$directory/login"
         self._username = username or None
         self._password = password or ""
@@ -110,11 +116,15 @@ class FourDSessionAuth(httpx.Auth):
                 return current  # another task logged in while we waited
             if stale is not None:
                 self.store.discard(stale)
-            login = httpx.Request("POST", self._login_url, headers={
-                "username-4D": self._username or "",
-                "password-4D": self._password,
-                "session-4D-length": str(self._session_minutes),
-            })
+            login = httpx.Request(
+                "POST",
+                self._login_url,
+                headers={
+                    "username-4D": self._username or "",
+                    "password-4D": self._password,
+                    "session-4D-length": str(self._session_minutes),
+                },
+            )
             response = yield login
             self.logins += 1
             if response.status_code >= 400:

@@ -45,7 +45,7 @@ class FourDSettings:
     """First wait after a 402; doubles up to two minutes."""
 
     def __repr__(self) -> str:  # never print the password
-        return f"FourDSettings(base_url={self.base_url!r}, username={self.username!r}, page_size={self.page_size})"
+        return f"FourDSettings(base_url={self.base_url!r}, username={self.username!r})"
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ class _RetryPolicy:
     def __init__(self, settings: FourDSettings) -> None:
         self._settings = settings
         first = min(0.5, settings.backoff_max_seconds)
-        self._exponential = tenacity.wait_exponential_jitter(multiplier=first, jitter=first,
-                                                             max=settings.backoff_max_seconds)
+        self._exponential = tenacity.wait_exponential_jitter(
+            multiplier=first, jitter=first, max=settings.backoff_max_seconds
+        )
 
     def should_retry(self, state: tenacity.RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
@@ -112,11 +113,20 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 class FourDClient:
     """Talks to one 4D REST server through one session. Use as a context manager."""
 
-    def __init__(self, settings: FourDSettings, store: SessionStore | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: FourDSettings,
+        store: SessionStore | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.settings = settings
-        self.auth = FourDSessionAuth(settings.base_url, settings.username, settings.password,
-                                     settings.session_minutes, store or MemorySessionStore())
+        self.auth = FourDSessionAuth(
+            settings.base_url,
+            settings.username,
+            settings.password,
+            settings.session_minutes,
+            store or MemorySessionStore(),
+        )
         self._retry = _RetryPolicy(settings)
         self._http = httpx.Client(
             base_url=settings.base_url.rstrip("/"),
@@ -143,8 +153,10 @@ class FourDClient:
         """GET ``path`` with the retry policy; return the body of a 2xx answer."""
         what = what or f"GET {path}"
         for attempt in tenacity.Retrying(
-            retry=self._retry.should_retry, wait=self._retry.wait,
-            before_sleep=self._retry.before_sleep, reraise=True,
+            retry=self._retry.should_retry,
+            wait=self._retry.wait,
+            before_sleep=self._retry.before_sleep,
+            reraise=True,
         ):
             with attempt:
                 response = self._http.get(path, params=params)
@@ -174,8 +186,16 @@ class FourDClient:
         return {a["name"]: a for a in body.get("attributes", []) if isinstance(a, dict) and "name" in a}
 
     # -- collections ------------------------------------------------------------------------
-    def page(self, dataclass: str, *, attributes: tuple[str, ...] | None = None, where: Filter | None = None,
-             order_by: str | None = None, top: int | None = None, skip: int | None = None) -> Page:
+    def page(
+        self,
+        dataclass: str,
+        *,
+        attributes: tuple[str, ...] | None = None,
+        where: Filter | None = None,
+        order_by: str | None = None,
+        top: int | None = None,
+        skip: int | None = None,
+    ) -> Page:
         """One collection request."""
         params: dict[str, str] = {}
         if where and where.expression:
@@ -193,9 +213,16 @@ class FourDClient:
         what = f"read 4D {dataclass}"
         return parse_page(self.get_bytes(f"/rest/{dataclass}", params, what=what), what)
 
-    def iter_by_key(self, dataclass: str, key: str, *, attributes: tuple[str, ...] | None = None,
-                    where: Filter | None = None, page_size: int | None = None,
-                    after: Any = None) -> Iterator[Page]:
+    def iter_by_key(
+        self,
+        dataclass: str,
+        key: str,
+        *,
+        attributes: tuple[str, ...] | None = None,
+        where: Filter | None = None,
+        page_size: int | None = None,
+        after: Any = None,
+    ) -> Iterator[Page]:
         """Keyset paging: ``key > last`` sorted by key, so inserts and deletes while paging
         neither shift nor repeat rows (``$skip`` over an unsorted selection does both).
 
@@ -208,7 +235,9 @@ class FourDClient:
             condition = where or Filter("")
             if last is not None:
                 condition = condition.and_(f"{key}>:1", last)
-            page = self.page(dataclass, attributes=attributes, where=condition, order_by=f"{key} asc", top=size)
+            page = self.page(
+                dataclass, attributes=attributes, where=condition, order_by=f"{key} asc", top=size
+            )
             if not page.entities:
                 return
             first_key = entity_key(page.entities[0], key)
@@ -222,8 +251,9 @@ class FourDClient:
             if page.count is not None and page.count <= len(page.entities):
                 return
 
-    def iter_deleted(self, dataclass: str, stamp_from: int, stamp_to: int,
-                     page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    def iter_deleted(
+        self, dataclass: str, stamp_from: int, stamp_to: int, page_size: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         """``__DeletedRecords`` rows of one dataclass with ``stamp_from <= __Stamp < stamp_to``.
 
         The window is closed at both ends and the table is append-only, so ``$skip`` paging
@@ -250,4 +280,3 @@ def _as_number(value: Any) -> Any:
         except ValueError:
             return value
     return value
-

@@ -14,8 +14,7 @@ import orjson
 # repeating the request gives the same answer. 1200 "cannot complete the query" is left out:
 # servers also answer it under load, so it is treated as transient.
 FATAL_CODES = frozenset(
-    {1003, 1112, 1162, 1201, 1203, 1204, 1279, 1280, 1500, 1542}
-    | set(range(1800, 1830))
+    {1003, 1112, 1162, 1201, 1203, 1204, 1279, 1280, 1500, 1542} | set(range(1800, 1830))
 ) - {1802, 1823}
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -23,8 +22,9 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 class FourDError(Exception):
     """A request 4D refused, with the 4D error codes and messages, ready for a person to read."""
 
-    def __init__(self, message: str, *, status: int | None = None, codes: tuple[int, ...] = (),
-                 retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, codes: tuple[int, ...] = (), retryable: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.codes = codes
@@ -49,7 +49,8 @@ def parse_errors(response: httpx.Response) -> list[dict[str, object]]:
 def _headline(message: str) -> str:
     """The line of a 4D error message that says what went wrong.
 
-    Older servers wrap it: ``"Error code: 1802\nEntitySet ... cannot be found\ncomponent: 'dbmg'\ntask 22..."``.
+    Older servers wrap it:
+    ``"Error code: 1802\nEntitySet ... cannot be found\ncomponent: 'dbmg'\ntask 22..."``.
     """
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     for line in lines:
@@ -72,7 +73,9 @@ def error_from_response(response: httpx.Response, what: str) -> FourDError:
             f"{what}: the 4D server has no client licence left (HTTP 402: {detail}). Other sessions "
             "hold them until idle for their timeout (60+ minutes). Free licences on the 4D server "
             "or lower the `legacy_4d` pool size, then retry.",
-            status=status, codes=codes, retryable=True,
+            status=status,
+            codes=codes,
+            retryable=True,
         )
     retryable = status in RETRYABLE_STATUS and not (set(codes) & FATAL_CODES)
     return FourDError(f"{what}: HTTP {status}: {detail}", status=status, codes=codes, retryable=retryable)

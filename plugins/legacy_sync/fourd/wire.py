@@ -39,20 +39,25 @@ def parse_page(content: bytes, what: str) -> Page:
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        raise FourDError(f"{what}: 4D sent a body that is not JSON ({exc}); first bytes: {content[:120]!r}",
-                         retryable=True) from exc
+        raise FourDError(
+            f"{what}: 4D sent a body that is not JSON ({exc}); first bytes: {content[:120]!r}", retryable=True
+        ) from exc
     if isinstance(body, list):  # $asArray=true form
         return Page(entities=[e for e in body if isinstance(e, dict)], count=None, global_stamp=None)
     if not isinstance(body, dict) or ("__ENTITIES" not in body and "__COUNT" not in body):
         keys = list(body)[:8] if isinstance(body, dict) else type(body).__name__
         raise FourDError(f"{what}: 4D answered without __ENTITIES (keys: {keys})")
     entities = [
-        e for e in (body.get("__ENTITIES") or [])
+        e
+        for e in (body.get("__ENTITIES") or [])
         # Deleted rows inside an entity set are bare {"__STAMP": 0} placeholders.
         if isinstance(e, dict) and not (e.get("__STAMP") == 0 and len(e) <= 2)
     ]
-    return Page(entities=entities, count=_int_or_none(body.get("__COUNT")),
-                global_stamp=_int_or_none(body.get("__GlobalStamp")))
+    return Page(
+        entities=entities,
+        count=_int_or_none(body.get("__COUNT")),
+        global_stamp=_int_or_none(body.get("__GlobalStamp")),
+    )
 
 
 def entity_key(entity: dict[str, Any], key_attribute: str) -> Any:
