@@ -3,6 +3,8 @@
 - ``legacy-sync demo``: local PostgreSQL + 4D simulator + one DAG run, then the summary.
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
+- ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
+- ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
@@ -113,6 +115,46 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return run_sync_once(full=args.full, tables=args.table or None)
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    import orjson
+
+    from legacy_sync.fourd import FourDClient, FourDSettings
+    from legacy_sync.hook import Legacy4DHook
+    from legacy_sync.probe import probe
+
+    if args.url:
+        password = os.environ.get(args.password_env) if args.password_env else None
+        settings = FourDSettings(args.url, args.user, password, verify_tls=not args.insecure)
+    else:
+        settings = Legacy4DHook(args.conn_id).settings()
+    with FourDClient(settings) as client:
+        report = probe(client)
+    if args.json:
+        console.print_json(orjson.dumps(report.as_dict()).decode())
+        return 0
+    console.print(f"4D version: {report.version}   session cookie: {report.cookie_name}")
+    console.print(
+        f"__DeletedRecords exposed: {report.deleted_records_exposed}   time unit: {report.time_unit}"
+    )
+    for label, verdict in report.date_filter.items():
+        console.print(f"date filter as {label}: {verdict}")
+    console.print(f"largest page: {report.largest_page}")
+    table = Table(title="Registry tables on this server")
+    for column in ("table", "exposed", "key", "records", "change tracking", "missing fields"):
+        table.add_column(column)
+    for t in report.tables:
+        table.add_row(
+            t.name,
+            str(t.exposed),
+            t.key or "",
+            f"{t.records or 0:,}",
+            str(t.change_tracking),
+            ", ".join(t.missing_fields),
+        )
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legacy-sync", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     errors.add_argument("--limit", type=int, default=50)
     errors.add_argument("--database-url")
     errors.set_defaults(func=cmd_errors)
+
+    probe = sub.add_parser("probe", help="report what a 4D server is like, before the first sync")
+    probe.add_argument("--conn-id", default="legacy_4d_default", help="Airflow connection (default)")
+    probe.add_argument("--url", help="or a server URL, e.g. https://erp.example.com:8044")
+    probe.add_argument("--user", help="4D user (with --url)")
+    probe.add_argument("--password-env", help="name of the env variable holding the password (with --url)")
+    probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.set_defaults(func=cmd_probe)
 
     sub.add_parser(
         "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
