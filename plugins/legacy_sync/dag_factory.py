@@ -17,7 +17,16 @@ import logging
 import os
 from typing import Any
 
-from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    TriggerRule,
+    get_current_context,
+    task,
+)
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
 from legacy_sync.registry import TABLE_NAMES
@@ -84,11 +93,21 @@ def _params(full: bool) -> dict[str, Param]:
             title="Full refresh",
             description="Re-read every record and detect deletions, instead of only what changed.",
         )
+        params["replay_errors"] = Param(
+            False,
+            type="boolean",
+            title="Replay rejected records",
+            description=(
+                "After a mapping fix: map again the records rejected earlier, from their stored raw data, "
+                "without reading 4D. Watermarks do not move."
+            ),
+        )
     return params
 
 
 def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) -> DAG:
     """One sync DAG. ``full`` DAGs always read everything and detect hard deletes."""
+    limit = int(os.environ.get("LEGACY_SYNC_DEADLINE_MINUTES") or (720 if full else 120))
     with DAG(
         dag_id=dag_id,
         description=description,
@@ -100,6 +119,13 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         tags=["legacy-4d", "erp", "sync"],
         doc_md=DOC_MD.format(title=description, tables=", ".join(TABLE_NAMES)),
         default_args={"owner": "erp-migration", "retries": 0},
+        deadline=DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=dt.timedelta(minutes=limit),
+            callback=AsyncCallback(
+                "legacy_sync.alerts.sync_overdue", kwargs={"dag_id": dag_id, "limit_minutes": limit}
+            ),
+        ),
     ) as dag:
 
         @task
@@ -110,7 +136,10 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
 
             context = get_current_context()
             params = context["params"]
-            mode = "full" if full or params.get("full_refresh") else "incremental"
+            if params.get("replay_errors"):
+                mode = "replay"
+            else:
+                mode = "full" if full or params.get("full_refresh") else "incremental"
             tables = select_tables(params.get("tables"))
             with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
                 erp_db.apply_schema(conn)
@@ -140,6 +169,8 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
             store = PostgresSessionStore(conninfo, LEGACY_4D_CONN_ID)
             with erp_db.connect(conninfo, autocommit=True) as conn:
                 reporting.start_table(conn, run_id, table.name, item["mode"])
+                if item["mode"] == "replay":
+                    return landing.land_replay(conn, table, run_id).as_dict()
                 try:
                     with Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn() as client:
                         result = landing.land_table(

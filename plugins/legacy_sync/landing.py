@@ -339,3 +339,49 @@ def read_state(conn: psycopg.Connection[Any], table: LegacyTable) -> tuple[str, 
         "select strategy, watermark from legacy_sync.sync_state where table_name = %s", (table.name,)
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+def land_replay(conn: psycopg.Connection[Any], table: LegacyTable, run_id: str) -> LandingResult:
+    """Land, for ``run_id``, the stored raw data of this table's records that are still rejected.
+
+    For after a mapping fix: dbt maps them again without reading 4D. A record counts as still
+    rejected when its latest ``sync_error`` row is newer than its ERP row (if any). The batch
+    moves no watermark: what 4D changed meanwhile is the next normal run's business.
+    """
+    started = time.monotonic()
+    raw = sql.Identifier("legacy_staging", table.raw_table)
+    erp_table = conn.execute("select to_regclass(%s)", (f"erp.{table.snake_name}",)).fetchone()
+    loaded_since = (
+        sql.SQL(
+            "and not exists (select 1 from {} t where t.legacy_id::text = e.record_id"
+            " and not t.is_deleted and t.synced_at > e.created_at)"
+        ).format(sql.Identifier("erp", table.snake_name))
+        if erp_table and erp_table[0]
+        else sql.SQL("")
+    )
+    result = LandingResult(table=table.name, mode="replay", strategy="replay")
+    with conn.transaction():
+        conn.execute(sql.SQL("delete from {} where run_id = %s").format(raw), (run_id,))
+        cursor = conn.execute(
+            sql.SQL(
+                """
+                insert into {raw} (run_id, legacy_id, payload, row_hash)
+                select %(run)s, e.record_id, e.record_data,
+                       md5((e.record_data - '__KEY' - '__STAMP' - '__TIMESTAMP' - '__GlobalStamp')::text)
+                from (
+                    select distinct on (e.record_id) e.record_id, e.record_data, e.created_at
+                    from legacy_sync.sync_error e
+                    join legacy_sync.sync_log l on l.id = e.sync_log_id
+                    where l.table_name = %(table)s and l.run_id <> %(run)s
+                    order by e.record_id, e.id desc
+                ) e
+                where e.record_data is not null {loaded_since}
+                """
+            ).format(raw=raw, loaded_since=loaded_since),
+            {"run": run_id, "table": table.name},
+        )
+        result.records_landed = cursor.rowcount
+        result.seconds = round(time.monotonic() - started, 3)
+        _record_batch(conn, run_id, result)
+    log.info("%s: replaying %d previously rejected records", table.name, result.records_landed)
+    return result

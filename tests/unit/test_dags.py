@@ -33,6 +33,8 @@ def test_dag_policies(dagbag: DagBag, dag_id: str) -> None:
     assert "legacy-4d" in dag.tags
     assert dag.start_date is not None and dag.start_date.tzinfo is not None
     assert dag.schedule == EXPECTED[dag_id]
+    deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    assert deadlines and deadlines[0].interval.total_seconds() >= 3600  # alert when a run drags on
     extract = dag.get_task("extract_and_land")
     assert extract.pool == "legacy_4d"
     assert extract.retries >= 1
@@ -46,6 +48,7 @@ def test_trigger_form_params(dagbag: DagBag) -> None:
     assert params["tables"] == list(TABLE_NAMES)
     schema = params.get_param("tables").schema
     assert schema["items"]["enum"] == list(TABLE_NAMES)
+    assert params["replay_errors"] is False
     assert "full_refresh" not in dagbag.dags["legacy_erp_full_sync"].params
 
 
