@@ -3,7 +3,10 @@
 Shape of a run::
 
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
-            -> summarize (always runs; writes sync_log/sync_error, moves watermarks)
+            -> reconcile (4D vs erp + rejects) -> summarize (always runs; writes sync_log/sync_error,
+            moves watermarks)
+
+The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
 Per-table isolation: each table is its own mapped task; ``transform`` and ``summarize`` run
 whatever happened upstream, so one broken table is FAILED with its reason while the others
@@ -128,24 +131,29 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         ),
     ) as dag:
 
+        def conninfo() -> str:
+            from legacy_sync import erp_db
+
+            return erp_db.conninfo_from_airflow()
+
+        def fourd_client() -> Any:
+            from legacy_sync.hook import Legacy4DHook
+            from legacy_sync.session_store import PostgresSessionStore
+
+            store = PostgresSessionStore(conninfo(), LEGACY_4D_CONN_ID)
+            return Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn()
+
         @task
         def prepare() -> list[dict[str, str]]:
             """Apply our schema, resolve the tables to sync, mark them RUNNING in sync_log."""
-            from legacy_sync import erp_db, reporting
-            from legacy_sync.registry import select_tables
+            from legacy_sync import pipeline
 
             context = get_current_context()
             params = context["params"]
-            if params.get("replay_errors"):
-                mode = "replay"
-            else:
-                mode = "full" if full or params.get("full_refresh") else "incremental"
-            tables = select_tables(params.get("tables"))
-            with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
-                erp_db.apply_schema(conn)
-                for table in tables:
-                    reporting.start_table(conn, context["run_id"], table.name, mode)
-            return [{"table": t.name, "mode": mode} for t in tables]
+            mode = pipeline.choose_mode(
+                full, params.get("full_refresh", False), params.get("replay_errors", False)
+            )
+            return pipeline.prepare(conninfo(), context["run_id"], mode, params.get("tables"))
 
         @task(
             pool=POOL,
@@ -158,122 +166,35 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         )
         def extract_and_land(item: dict[str, str]) -> dict[str, Any]:
             """Page one table out of 4D and COPY it into legacy_staging (one transaction)."""
-            from legacy_sync import erp_db, landing, reporting
-            from legacy_sync.hook import Legacy4DHook
-            from legacy_sync.registry import get_table
-            from legacy_sync.session_store import PostgresSessionStore
+            from legacy_sync import pipeline
 
-            run_id = get_current_context()["run_id"]
-            table = get_table(item["table"])
-            conninfo = erp_db.conninfo_from_airflow()
-            store = PostgresSessionStore(conninfo, LEGACY_4D_CONN_ID)
-            with erp_db.connect(conninfo, autocommit=True) as conn:
-                reporting.start_table(conn, run_id, table.name, item["mode"])
-                if item["mode"] == "replay":
-                    return landing.land_replay(conn, table, run_id).as_dict()
-                try:
-                    with Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn() as client:
-                        result = landing.land_table(
-                            client, conn, table, run_id, item["mode"], landing.read_state(conn, table)
-                        )
-                except Exception as exc:
-                    reporting.fail_table(conn, run_id, table.name, item["mode"], f"extract failed: {exc}")
-                    raise
-            for warning in result.warnings:
-                log.warning("%s: %s", table.name, warning)
-            log.info(
-                "%s: landed %d records (%s, %s) in %.1fs",
-                table.name,
-                result.records_landed,
-                result.mode,
-                result.strategy,
-                result.seconds,
-            )
-            return result.as_dict()
+            return pipeline.extract_table(conninfo(), get_current_context()["run_id"], item, fourd_client)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def transform(items: list[dict[str, str]]) -> dict[str, str]:
+        def transform() -> dict[str, str]:
             """dbt build over what landed; returns {table: reason} for tables dbt failed."""
-            from legacy_sync import erp_db, reporting
-            from legacy_sync import transform as dbt_step
+            from legacy_sync import pipeline
 
-            run_id = get_current_context()["run_id"]
-            conninfo = erp_db.conninfo_from_airflow()
-            with erp_db.connect(conninfo, autocommit=True) as conn:
-                landed = [
-                    r[0]
-                    for r in conn.execute(
-                        "select b.table_name from legacy_sync.landing_batch b join legacy_sync.sync_log l"
-                        " using (run_id, table_name) where b.run_id = %s and l.status = 'RUNNING'",
-                        (run_id,),
-                    )
-                ]
-            if not landed:
-                log.warning("no table landed in this run; skipping dbt")
-                return {}
-            outcome = dbt_step.run_dbt_build(run_id, landed, erp_db.dbt_env(conninfo), target_name=dag_id)
-            with erp_db.connect(conninfo, autocommit=True) as conn:
-                for table, reason in outcome.failed_tables.items():
-                    reporting.fail_table(conn, run_id, table, items[0]["mode"], reason)
-            return outcome.failed_tables
+            return pipeline.transform(conninfo(), get_current_context()["run_id"], target_name=dag_id)
+
+        @task(pool=POOL, retries=2, retry_delay=dt.timedelta(minutes=1))
+        def reconcile() -> dict[str, str]:
+            """4D's records vs erp + rejects, per merged table; losses fail the table."""
+            from legacy_sync import pipeline
+
+            return pipeline.reconcile(conninfo(), get_current_context()["run_id"], fourd_client)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(items: list[dict[str, str]]) -> list[dict[str, Any]]:
             """Always runs: final sync_log/sync_error per table, watermarks of merged tables."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from legacy_sync import erp_db, reporting
-            from legacy_sync.registry import get_table
+            from legacy_sync import pipeline
 
             context = get_current_context()
-            run_id = context["run_id"]
             # transform pushes a dict when it finished (even with failed tables), nothing when it crashed.
             transform_finished = context["ti"].xcom_pull(task_ids="transform") is not None
-            with erp_db.connect(erp_db.conninfo_from_airflow(), autocommit=True) as conn:
-                statuses = dict(
-                    conn.execute(
-                        "select l.table_name, case when l.status = 'RUNNING' and b.table_name is null"
-                        " then 'NOT_LANDED' else l.status end"
-                        " from legacy_sync.sync_log l"
-                        " left join legacy_sync.landing_batch b using (run_id, table_name)"
-                        " where l.run_id = %s",
-                        (run_id,),
-                    ).fetchall()
-                )
-                for item in items:
-                    name, status = item["table"], statuses.get(item["table"])
-                    if status == "RUNNING" and transform_finished:
-                        reporting.finish_table(conn, run_id, get_table(name))
-                    elif status == "RUNNING":
-                        reporting.fail_table(
-                            conn,
-                            run_id,
-                            name,
-                            item["mode"],
-                            "the dbt step did not finish; see the transform task's log",
-                        )
-                    elif status == "NOT_LANDED":
-                        reporting.fail_table(
-                            conn,
-                            run_id,
-                            name,
-                            item["mode"],
-                            "extraction did not finish; see the extract_and_land task's log",
-                        )
-                summary = reporting.run_summary(conn, run_id)
-            for row in summary:
-                log.info(
-                    "%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d %s",
-                    row.table,
-                    row.status,
-                    row.processed,
-                    row.created,
-                    row.updated,
-                    row.unchanged,
-                    row.deleted,
-                    row.failed,
-                    row.error_message or "",
-                )
+            summary = pipeline.summarize(conninfo(), context["run_id"], items, transform_finished)
             failed = [row for row in summary if row.status == "FAILED"]
             if failed:
                 raise AirflowFailException(
@@ -284,9 +205,9 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
 
         tables = prepare()
         landed = extract_and_land.expand(item=tables)
-        transformed = transform(tables)
-        landed >> transformed
-        transformed >> summarize(tables)
+        merged = transform()
+        checked = reconcile()
+        landed >> merged >> checked >> summarize(tables)
 
     return dag
 

@@ -108,7 +108,13 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
     """
     with conn.transaction():
         counts = _counts(conn, run_id, table)
-        status = "PARTIALLY_COMPLETED" if counts["failed"] else "COMPLETED"
+        lost = conn.execute(
+            "select records_missing, reconcile_message from legacy_sync.sync_log"
+            " where run_id = %s and table_name = %s",
+            (run_id, table.name),
+        ).fetchone()
+        lost_message = lost[1] if lost and lost[0] else None
+        status = "FAILED" if lost_message else "PARTIALLY_COMPLETED" if counts["failed"] else "COMPLETED"
         batch = conn.execute(
             "select strategy, watermark_from, watermark_to from legacy_sync.landing_batch"
             " where run_id = %s and table_name = %s",
@@ -121,13 +127,14 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
                 records_created = %(created)s, records_updated = %(updated)s,
                 records_unchanged = %(unchanged)s, records_deleted = %(deleted)s,
                 records_failed = %(failed)s, watermark_from = %(wm_from)s, watermark_to = %(wm_to)s,
-                end_time = now(), updated_at = now(), error_message = null
+                end_time = now(), updated_at = now(), error_message = %(error)s
             where run_id = %(run)s and table_name = %(table)s
             returning id
             """,
             {
                 **counts,
                 "status": status,
+                "error": lost_message,
                 "wm_from": wm_from,
                 "wm_to": wm_to,
                 "run": run_id,
@@ -145,7 +152,7 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
             ).format(REJECTS_RELATION),
             (log_id[0], run_id, table.name),
         )
-        if strategy is not None and wm_to is not None:
+        if strategy is not None and wm_to is not None and not lost_message:
             conn.execute(
                 """
                 insert into legacy_sync.sync_state (table_name, strategy, watermark, last_run_id)
@@ -155,7 +162,7 @@ def finish_table(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
                 """,
                 (table.name, strategy, wm_to, run_id),
             )
-    return TableSummary(table.name, status, error_message=None, **counts)
+    return TableSummary(table.name, status, error_message=lost_message, **counts)
 
 
 def run_summary(conn: psycopg.Connection[Any], run_id: str) -> list[TableSummary]:

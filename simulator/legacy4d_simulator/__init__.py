@@ -10,7 +10,7 @@ from legacy4d_simulator.dataset import Dataset
 from legacy4d_simulator.faults import KINDS as FAULT_KINDS
 from legacy4d_simulator.faults import FaultController, Stats
 from legacy4d_simulator.server import SimulatorServer
-from legacy4d_simulator.values import BLANK_DATE
+from legacy4d_simulator.values import BLANK_DATE, WireValue
 
 __all__ = [
     "BLANK_DATE",
@@ -21,5 +21,6 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorServer",
     "Stats",
+    "WireValue",
     "create_app",
 ]

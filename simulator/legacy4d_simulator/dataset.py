@@ -33,7 +33,7 @@ from legacy4d_simulator.schema import (
     WORD,
     TableSchema,
 )
-from legacy4d_simulator.values import BLANK_DATE, coerce_date, iso_timestamp, now_timestamp
+from legacy4d_simulator.values import BLANK_DATE, WireValue, coerce_date, iso_timestamp, now_timestamp
 
 Meta = tuple[int, int, str | None]
 """(``__STAMP``, ``__GlobalStamp``, ``__TIMESTAMP`` or None = derive from ModifiedDate/Time)."""
@@ -143,8 +143,8 @@ def _csv_converter(typ: str) -> Callable[[str], Any]:
 
 def _coerce(typ: str, value: Any) -> Any:
     """Convert a mutation API value to the stored form of a field type."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, WireValue):
+        return value
     if typ == DATE:
         return coerce_date(value)
     if typ in (LONG, WORD, LONG64, DURATION):

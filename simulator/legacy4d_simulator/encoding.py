@@ -22,7 +22,7 @@ from legacy4d_simulator.schema import (
     SHOWCASE_FIELDS,
     TableSchema,
 )
-from legacy4d_simulator.values import BLANK_DATE, date_to_wire
+from legacy4d_simulator.values import BLANK_DATE, WireValue, date_to_wire
 
 Getter = Callable[[int, tuple, tuple], Any]
 """get(key, row, meta) -> JSON-ready value."""
@@ -69,12 +69,14 @@ class EntityEncoder:
             blank_as_null = self.cfg.null_dates_as_null
 
             def enc(v: Any) -> Any:
+                if isinstance(v, WireValue):
+                    return v.value
                 if v is BLANK_DATE and blank_as_null:
                     return None
                 return date_to_wire(v)
 
             return enc
-        return lambda v: v
+        return lambda v: v.value if isinstance(v, WireValue) else v
 
     def _attr(self, name: str, *, explicit: bool) -> Attr | None:
         s = self.schema
@@ -196,7 +198,8 @@ class EntityEncoder:
         else:
             out = {"__KEY": str(key), "__TIMESTAMP": ts, "__STAMP": meta[0]}
         for a in self.attrs:
-            out[a.name] = a.get(key, row, meta)
+            value = a.get(key, row, meta)
+            out[a.name] = value.value if isinstance(value, WireValue) else value
         return out
 
     def entity_or_placeholder(self, key: int) -> dict[str, Any]:

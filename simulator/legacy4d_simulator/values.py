@@ -32,6 +32,23 @@ BLANK_DATE: Any = _BlankDate()
 EPOCH_DATE = dt.date(1970, 1, 1)
 
 
+class WireValue:
+    """A value served exactly as given, whatever the field's type: bad input for tests.
+
+    Real legacy data holds what no type system would allow once it went through old imports
+    (``"31!2!2020"`` in a date, ``"n/a"`` in a number); ``dataset.update(table, key,
+    {"Price": WireValue("n/a")})`` makes the simulator send such a value.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"WireValue({self.value!r})"
+
+
 def date_to_wire(value: Any) -> str | None:
     """Return the 4D wire form ``d!m!yyyy`` (no padding), ``"0!0!0"`` or None."""
     if value is None:

@@ -82,3 +82,8 @@ create table if not exists legacy_sync.fourd_session (
     created_at   timestamptz not null default now(),
     last_used_at timestamptz not null default now()
 );
+
+-- Added after the first release: reconciliation results (source vs erp + open rejects).
+alter table legacy_sync.sync_log add column if not exists source_count bigint;
+alter table legacy_sync.sync_log add column if not exists records_missing bigint not null default 0;
+alter table legacy_sync.sync_log add column if not exists reconcile_message text;
