@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test test-unit test-integration lint format install clean
+.PHONY: demo test test-unit test-integration lint format install clean reliability
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -41,3 +41,6 @@ format: install
 
 clean:  ## remove local state (databases, Airflow metadata, logs); keeps .venv
 	rm -rf .data dbt_project/target dbt_project/logs
+
+reliability: install  ## every fault case 3 times; table + reliability/results.json
+	$(VENV)/bin/python -m reliability.run --runs 3

@@ -171,8 +171,12 @@ def run_once(
     finished = True
     try:
         transform(conninfo, run_id)
-        reconcile(conninfo, run_id, client_factory)
     except Exception:
-        log.exception("transform/reconcile failed")
+        log.exception("transform failed")
         finished = False
+    if finished:
+        try:
+            reconcile(conninfo, run_id, client_factory)
+        except Exception:  # as in the DAG: an unreconciled run still gets its summary
+            log.exception("reconcile failed")
     return summarize(conninfo, run_id, items, finished)

@@ -120,6 +120,8 @@ def run_dbt_build(
         str(project),
         "--target-path",
         str(target_path),
+        "--exclude-resource-type",
+        "unit_test",  # mapping unit tests belong to CI (make test), not to every hourly run
         "--vars",
         orjson.dumps({"run_id": run_id}).decode(),
     ]
