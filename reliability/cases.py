@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from psycopg import sql
 
+from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import pipeline
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import MemorySessionStore
@@ -65,7 +65,9 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return self.error is None and not (self.lost or self.duplicated or self.stale or self.extra or self.untruthful)
+        return self.error is None and not (
+            self.lost or self.duplicated or self.stale or self.extra or self.untruthful
+        )
 
 
 class Harness:
@@ -76,7 +78,12 @@ class Harness:
         self.conninfo = conninfo
         self.store = MemorySessionStore()
         self.settings = FourDSettings(
-            sim.base_url, USER, PASSWORD, page_size=200, read_timeout=read_timeout, **FAST  # type: ignore[arg-type]
+            sim.base_url,
+            USER,
+            PASSWORD,
+            page_size=200,
+            read_timeout=read_timeout,
+            **FAST,  # type: ignore[arg-type]
         )
 
     def client(self) -> FourDClient:
@@ -89,7 +96,11 @@ class Harness:
 
     def statuses(self, run_id: str) -> dict[str, str]:
         with psycopg.connect(self.conninfo) as conn:
-            return dict(conn.execute("select table_name, status from legacy_sync.sync_log where run_id = %s", (run_id,)))
+            return dict(
+                conn.execute(
+                    "select table_name, status from legacy_sync.sync_log where run_id = %s", (run_id,)
+                )
+            )
 
 
 def _same(source: Any, target: Any) -> bool:
@@ -125,7 +136,9 @@ def reconcile(dataset: Dataset, conninfo: str, tables: list[str] | None = None) 
                     (table.name,),
                 )
             } - set(live)
-            source = {str(k): (dataset.get(table.name, k) or {}).get(source_field) for k in dataset.keys(table.name)}
+            source = {
+                str(k): (dataset.get(table.name, k) or {}).get(source_field) for k in dataset.keys(table.name)
+            }
             stale = sum(1 for k, v in live.items() if k in source and not _same(source[k], v))
             report[table.name] = {
                 "expected": len(source),
@@ -190,8 +203,17 @@ def _churn_while_paging(h: Harness) -> list[str]:
                 h.sim.dataset.update("OrderLines", key, {"Quantity": 1 + i % 5})
             with contextlib.suppress(KeyError):
                 h.sim.dataset.delete("OrderLines", keys[(i * 101 + 7) % len(keys)])
-            h.sim.dataset.insert("OrderLines", {"OrderID": 1, "ProductID": 1, "Quantity": 2, "UnitPrice": 1.0,
-                                                "UnitPriceDiscount": 0, "LineTotal": 2.0})
+            h.sim.dataset.insert(
+                "OrderLines",
+                {
+                    "OrderID": 1,
+                    "ProductID": 1,
+                    "Quantity": 2,
+                    "UnitPrice": 1.0,
+                    "UnitPriceDiscount": 0,
+                    "LineTotal": 2.0,
+                },
+            )
             i += 1
             time.sleep(0.002)
 
@@ -210,9 +232,16 @@ def _churn_while_paging(h: Harness) -> list[str]:
 
 def _child(code: str, conninfo: str, h: Harness) -> subprocess.Popen[bytes]:
     """A separate process running pipeline code, so it can be killed like a worker."""
-    env = {**os.environ, "REL_CONNINFO": conninfo, "REL_URL": h.sim.base_url, "REL_USER": USER, "REL_PW": PASSWORD}
+    env = {
+        **os.environ,
+        "REL_CONNINFO": conninfo,
+        "REL_URL": h.sim.base_url,
+        "REL_USER": USER,
+        "REL_PW": PASSWORD,
+    }
     prelude = (
-        "import os\nfrom legacy_sync import pipeline\nfrom legacy_sync.fourd import FourDClient, FourDSettings\n"
+        "import os\nfrom legacy_sync import pipeline\n"
+        "from legacy_sync.fourd import FourDClient, FourDSettings\n"
         "client = lambda: FourDClient(FourDSettings(os.environ['REL_URL'], os.environ['REL_USER'],"
         " os.environ['REL_PW'], page_size=100))\nconninfo = os.environ['REL_CONNINFO']\n"
     )
@@ -244,7 +273,9 @@ def _extract_killed_and_retried(h: Harness) -> list[str]:
     proc = _child(code, h.conninfo, h)
     try:
         # Killed mid-table: after it started paging, before it could finish.
-        _wait_for(h.conninfo, "select count(*) > 0 from pg_stat_activity where query ilike 'copy %order_lines_raw%'")
+        _wait_for(
+            h.conninfo, "select count(*) > 0 from pg_stat_activity where query ilike 'copy %order_lines_raw%'"
+        )
         time.sleep(0.5)
     finally:
         _kill(proc)
@@ -258,7 +289,9 @@ def _run_killed_and_retriggered(h: Harness) -> list[str]:
     h.sim.dataset.update("Customers", min(h.sim.dataset.keys("Customers")), {"AccountNumber": "AW-KILLED-1"})
     proc = _child("pipeline.run_once(conninfo, 'rel_killed_run', client)", h.conninfo, h)
     try:
-        _wait_for(h.conninfo, "select count(*) >= 4 from legacy_sync.landing_batch where run_id = 'rel_killed_run'")
+        _wait_for(
+            h.conninfo, "select count(*) >= 4 from legacy_sync.landing_batch where run_id = 'rel_killed_run'"
+        )
     finally:
         _kill(proc)
     h.run()  # re-triggered: a new run
@@ -300,8 +333,13 @@ CASES: dict[str, Case] = {
     "dbt failing half-way": _dbt_fails_half_way,
     "PostgreSQL restarted during landing": lambda h: [],  # replaced below: needs its own server
 }
-REDUCED = ("dropped connections", "session expiry mid-table", "extract task killed mid-table and retried",
-           "dbt failing half-way", "PostgreSQL restarted during landing")
+REDUCED = (
+    "dropped connections",
+    "session expiry mid-table",
+    "extract task killed mid-table and retried",
+    "dbt failing half-way",
+    "PostgreSQL restarted during landing",
+)
 
 
 @contextlib.contextmanager
@@ -373,5 +411,7 @@ def run_case(name: str, scale: int = 2500, seed: int = 1) -> Outcome:
             else:
                 untruthful = CASES[name](harness)
         except Exception as exc:
-            return Outcome(name, error=f"{type(exc).__name__}: {exc}", seconds=round(time.monotonic() - started, 1))
+            return Outcome(
+                name, error=f"{type(exc).__name__}: {exc}", seconds=round(time.monotonic() - started, 1)
+            )
         return _outcome(name, dataset, conninfo, started, untruthful)

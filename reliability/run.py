@@ -1,6 +1,6 @@
 """``make reliability``: every fault case, several times; a table and reliability/results.json.
 
-    python -m reliability.run [--runs 3] [--case NAME ...]
+python -m reliability.run [--runs 3] [--case NAME ...]
 """
 
 from __future__ import annotations
@@ -32,26 +32,38 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = []
         for attempt in range(args.runs):
             outcome = run_case(name, seed=attempt + 1)
-            console.print(f"{name} #{attempt + 1}: {'pass' if outcome.passed else 'FAIL'} in {outcome.seconds}s"
-                          + (f" ({outcome.error or outcome.untruthful})" if not outcome.passed else ""))
+            console.print(
+                f"{name} #{attempt + 1}: {'pass' if outcome.passed else 'FAIL'} in {outcome.seconds}s"
+                + (f" ({outcome.error or outcome.untruthful})" if not outcome.passed else "")
+            )
             outcomes.append(outcome)
-        rows.append({
-            "fault": name,
-            "runs": len(outcomes),
-            "records_expected": sum(o.expected for o in outcomes),
-            "lost": sum(o.lost for o in outcomes),
-            "duplicated": sum(o.duplicated for o in outcomes),
-            "stale": sum(o.stale for o in outcomes),
-            "extra": sum(o.extra for o in outcomes),
-            "result": "pass" if all(o.passed for o in outcomes) else "FAIL",
-            "details": [asdict(o) for o in outcomes if not o.passed],
-        })
+        rows.append(
+            {
+                "fault": name,
+                "runs": len(outcomes),
+                "records_expected": sum(o.expected for o in outcomes),
+                "lost": sum(o.lost for o in outcomes),
+                "duplicated": sum(o.duplicated for o in outcomes),
+                "stale": sum(o.stale for o in outcomes),
+                "extra": sum(o.extra for o in outcomes),
+                "result": "pass" if all(o.passed for o in outcomes) else "FAIL",
+                "details": [asdict(o) for o in outcomes if not o.passed],
+            }
+        )
     table = Table(title="Reliability: faults during a sync, reconciled against the 4D simulator")
     for column in ("fault", "runs", "records expected", "lost", "duplicated", "stale", "extra", "result"):
         table.add_column(column, justify="left" if column in ("fault", "result") else "right")
     for row in rows:
-        table.add_row(row["fault"], str(row["runs"]), f"{row['records_expected']:,}", str(row["lost"]),
-                      str(row["duplicated"]), str(row["stale"]), str(row["extra"]), row["result"])
+        table.add_row(
+            row["fault"],
+            str(row["runs"]),
+            f"{row['records_expected']:,}",
+            str(row["lost"]),
+            str(row["duplicated"]),
+            str(row["stale"]),
+            str(row["extra"]),
+            row["result"],
+        )
     console.print(table)
     RESULTS.write_text(json.dumps(rows, indent=2, default=str))
     console.print(f"written {RESULTS}")

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import psycopg
 
 from legacy_sync import erp_db, landing, reporting
@@ -39,6 +40,20 @@ def prepare(conninfo: str, run_id: str, mode: str, tables: list[str] | None) -> 
     return [{"table": t.name, "mode": mode} for t in selected]
 
 
+def extract_failure_message(table: str, exc: BaseException) -> str:
+    """Why a table could not be read, in words the operator can act on."""
+    if isinstance(exc, httpx.TransportError):
+        return (
+            f"could not read {table} from 4D: {type(exc).__name__}: {exc or 'connection problem'}, "
+            "even after "
+            "retries. Check that the 4D server is up and reachable; if it drops large pages, lower the "
+            "`page_size` of the legacy_4d_default connection."
+        )
+    if isinstance(exc, psycopg.Error):
+        return f"could not land {table} in the ERP database: {type(exc).__name__}: {exc}".strip()
+    return f"extract of {table} failed: {exc}"
+
+
 def extract_table(
     conninfo: str, run_id: str, item: dict[str, str], client_factory: ClientFactory
 ) -> dict[str, Any]:
@@ -54,7 +69,9 @@ def extract_table(
                     state = landing.read_state(conn, table)
                     result = landing.land_table(client, conn, table, run_id, item["mode"], state)
         except Exception as exc:
-            reporting.fail_table(conn, run_id, table.name, item["mode"], f"extract failed: {exc}")
+            reporting.fail_table(
+                conn, run_id, table.name, item["mode"], extract_failure_message(table.name, exc)
+            )
             raise
     for warning in result.warnings:
         log.warning("%s: %s", table.name, warning)
