@@ -1,0 +1,307 @@
+"""The compose topology as local processes: the commands of :mod:`deploy.services`, host values substituted.
+
+Used by ``tests/e2e/test_celery_scaleout.py`` (Docker cannot run there). What differs from
+``docker-compose.yml`` is only the :class:`~deploy.services.Site` (ports, paths, URLs) and, since
+several workers share one machine, each worker's node name and log-server port.
+
+Every process leads its own process group; :meth:`NativeDeployment.stop` kills the groups and all
+descendants (Celery's pool processes, task supervisors and the tasks they fork).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import psutil
+
+from deploy.services import (
+    AIRFLOW,
+    ErpDatabase,
+    FourDServer,
+    Site,
+    airflow_commands,
+    airflow_environment,
+    init_steps,
+    worker_command,
+)
+
+AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
+HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+class DeploymentError(RuntimeError):
+    """A service did not come up or a run did not finish; the message carries the log tails."""
+
+
+def free_port() -> int:
+    from legacy_sync.local_postgres import free_port as _free_port
+
+    return _free_port()
+
+
+def sqlalchemy_url(libpq_url: str, scheme: str = "postgresql+psycopg") -> str:
+    """``postgresql://...`` with another scheme (SQLAlchemy dialect+driver, Celery backend prefix)."""
+    return urlunsplit(urlsplit(libpq_url)._replace(scheme=scheme))
+
+
+def native_site(
+    *,
+    home: Path,
+    project_root: Path,
+    metadata_url: str,
+    broker_url: str,
+    fourd: FourDServer,
+    erp: ErpDatabase,
+    pool_slots: int,
+    queue: str = "default",
+    worker_concurrency: int = 2,
+) -> Site:
+    """A :class:`Site` on this machine: free ports, the checkout's folders, fresh secrets."""
+    api_port = free_port()
+    base_url = f"http://127.0.0.1:{api_port}"
+    return Site(
+        metadata_db=sqlalchemy_url(metadata_url),
+        result_backend=sqlalchemy_url(metadata_url, "db+postgresql+psycopg"),
+        broker_url=broker_url,
+        api_host="127.0.0.1",
+        api_port=str(api_port),
+        api_base_url=base_url,
+        execution_api_url=f"{base_url}/execution/",
+        dags_folder=str(project_root / "dags"),
+        plugins_folder=str(project_root / "plugins"),
+        dbt_project_dir=str(project_root / "dbt_project"),
+        fernet_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        jwt_secret=secrets.token_urlsafe(64),
+        fourd=fourd,
+        erp=erp,
+        passwords_file=str(home / "simple_auth_manager_passwords.json.generated"),
+        pool_slots=str(pool_slots),
+        queue=queue,
+        worker_concurrency=str(worker_concurrency),
+        api_workers="1",  # two cores here
+        scheduler_health_port=str(free_port()),
+        worker_log_port=str(free_port()),
+        triggerer_log_port=str(free_port()),
+        dags_paused_at_creation="true",
+        extra={"AIRFLOW_HOME": str(home)},
+    )
+
+
+class NativeDeployment:
+    """Init steps, then every service of the compose file as a process group of its own.
+
+    Args:
+        site: where things are (see :func:`native_site`).
+        home: AIRFLOW_HOME; each service logs to ``home/logs/<service>.log``.
+        workers: how many Celery workers (compose runs replicas; here ``worker1``, ``worker2``...).
+        tuning: extra settings for a test's pace (e.g. a faster scheduler heartbeat).
+    """
+
+    def __init__(
+        self, site: Site, home: Path, workers: int = 2, tuning: dict[str, str] | None = None
+    ) -> None:
+        self.site = site
+        self.home = Path(home)
+        self.log_dir = self.home / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {**airflow_environment(site), **(tuning or {})}
+        self.workers = [f"worker{i}" for i in range(1, workers + 1)]
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._http = httpx.Client(base_url=site.api_base_url, timeout=30)
+        self._token: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> NativeDeployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def services(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """Each process to start: argv (as in docker-compose.yml) and its own extra settings."""
+        commands = airflow_commands(self.site)
+        commands.pop("airflow-worker")
+        procs = {name: (argv, {}) for name, argv in commands.items()}
+        for node in self.workers:
+            # One machine: each worker needs its own node name and log-server port.
+            procs[f"airflow-{node}"] = (
+                worker_command(self.site, node),
+                {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+            )
+        return procs
+
+    def start(self, timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
+        migrate, *rest = init_steps(self.site)
+        self._run_to_end("init-" + migrate[1], migrate, deadline)
+        for name, (argv, env) in self.services().items():
+            self._spawn(name, argv, env)
+        # The other init steps are plain CLI calls (5-7 s each): run them while the services boot.
+        setup = [self._spawn(f"init-{step[1]}", step) for step in rest]
+        for proc in setup:
+            if proc.wait(max(1.0, deadline - time.monotonic())) != 0:
+                raise DeploymentError(f"{proc.args} failed\n{self.log_tails()}")
+        self._wait_healthy(deadline)
+        self._wait_workers_ready(deadline)
+
+    def stop(self) -> None:
+        """Kill every process started here, with all descendants (also orphaned task processes)."""
+        self._http.close()
+        victims: dict[int, psutil.Process] = {}
+        for proc in self._procs.values():
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(proc.pid)
+                victims[root.pid] = root
+                for child in root.children(recursive=True):
+                    victims[child.pid] = child
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for victim in victims.values():
+            with contextlib.suppress(psutil.Error):
+                victim.terminate()
+        _, alive = psutil.wait_procs(list(victims.values()), timeout=10)
+        for victim in alive:
+            with contextlib.suppress(psutil.Error):
+                victim.kill()
+        psutil.wait_procs(alive, timeout=5)
+        for proc in self._procs.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
+        self._procs.clear()
+
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        command = [AIRFLOW_BIN if argv[0] == AIRFLOW else argv[0], *argv[1:]]
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                command,
+                env={**os.environ, **self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.home,
+                start_new_session=True,  # a process group of its own, killed as a whole
+            )
+        self._procs[name] = proc
+        return proc
+
+    def _run_to_end(self, name: str, argv: list[str], deadline: float) -> None:
+        proc = self._spawn(name, argv)
+        if proc.wait(max(1.0, deadline - time.monotonic())) != 0:
+            raise DeploymentError(f"{' '.join(argv)} failed\n{self.log_tails()}")
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs.items():
+            if not name.startswith("init-") and proc.poll() is not None:
+                raise DeploymentError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last: Any = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                last = self._http.get("/api/v2/monitor/health", timeout=3).json()
+                if all((last.get(part) or {}).get("status") == "healthy" for part in HEALTH_PARTS):
+                    return
+            time.sleep(0.5)
+        raise DeploymentError(f"Airflow not healthy in time; last health: {last}\n{self.log_tails()}")
+
+    def _wait_workers_ready(self, deadline: float) -> None:
+        # Celery logs "<node>@<host> ready." once the worker consumes its queues.
+        pending = set(self.workers)
+        while pending and time.monotonic() < deadline:
+            self._check_alive()
+            for node in list(pending):
+                text = (self.log_dir / f"airflow-{node}.log").read_text(errors="replace")
+                if re.search(rf"\b{node}@\S+ ready\.", text):
+                    pending.discard(node)
+            time.sleep(0.5)
+        if pending:
+            raise DeploymentError(f"Celery workers {sorted(pending)} not ready in time\n{self.log_tails()}")
+
+    def worker_log(self, node: str) -> str:
+        return (self.log_dir / f"airflow-{node}.log").read_text(errors="replace")
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last lines of every service's log, for failure messages."""
+        parts = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"----- {path.name} (last {len(tail)} lines) -----\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # -- REST API, as the UI uses it -------------------------------------------------------------
+    def token(self) -> str:
+        if self._token is None:
+            passwords = json.loads(Path(self.site.passwords_file).read_text())
+            response = self._http.post(
+                "/auth/token",
+                json={"username": self.site.admin_user, "password": passwords[self.site.admin_user]},
+            )
+            response.raise_for_status()
+            self._token = str(response.json()["access_token"])
+        return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        response = self._http.request(method, path, headers=headers, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = {d["dag_id"] for d in self.request("GET", "/api/v2/dags", params={"limit": 100})["dags"]}
+            if set(dag_ids) <= found:
+                return
+            time.sleep(0.5)
+        raise DeploymentError(f"DAGs {dag_ids} not registered in time\n{self.log_tails()}")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Unpause and trigger ``dag_id`` as the UI's trigger form does; returns the run id."""
+        self.request("PATCH", f"/api/v2/dags/{quote(dag_id)}", json={"is_paused": False})
+        run = self.request(
+            "POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", json={"logical_date": None, "conf": conf or {}}
+        )
+        return str(run["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        return list(self.request("GET", path, params={"limit": 100})["task_instances"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """Wait until the run is ``success`` or ``failed``; returns that state."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}"
+            state = self.request("GET", path)["state"]
+            if state in ("success", "failed"):
+                return str(state)
+            time.sleep(1)
+        tis = [(ti["task_id"], ti["map_index"], ti["state"]) for ti in self.task_instances(dag_id, run_id)]
+        raise DeploymentError(f"run {run_id} still {state} after {timeout:.0f}s; {tis}\n{self.log_tails()}")

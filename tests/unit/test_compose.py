@@ -1,0 +1,111 @@
+"""docker-compose.yml: valid against the Compose specification, and what deploy/services.py defines.
+
+The schema is the Compose spec's own ``compose-spec.json``, shipped in ``tests/fixtures`` (source
+and commit in its ``$comment``), so the check runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from deploy import compose
+from deploy.services import (
+    COMPOSE_SITE,
+    airflow_commands,
+    airflow_environment,
+    init_steps,
+    worker_command,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def test_compose_file_validates_against_the_compose_spec(document: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    errors = sorted(validator_class(schema).iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_rejects_a_broken_compose_file(document: dict[str, Any]) -> None:
+    # The schema really checks something: a misspelt service key must fail.
+    broken = json.loads(json.dumps(document))
+    broken["services"]["airflow-scheduler"]["comand"] = ["airflow", "scheduler"]
+    schema = json.loads(SCHEMA.read_text())
+    assert list(jsonschema.validators.validator_for(schema)(schema).iter_errors(broken))
+
+
+def test_checked_in_compose_file_is_generated_from_deploy() -> None:
+    assert COMPOSE_FILE.read_text() == compose.render(), (
+        "docker-compose.yml is stale: run `.venv/bin/python -m deploy.compose > docker-compose.yml`"
+    )
+
+
+def test_airflow_services_run_the_shared_commands_and_settings(document: dict[str, Any]) -> None:
+    services = document["services"]
+    expected_env = airflow_environment(COMPOSE_SITE)
+    for name, command in airflow_commands(COMPOSE_SITE).items():
+        assert services[name]["command"] == command, name
+        assert services[name]["environment"] == expected_env, name
+    assert services["airflow-worker"]["command"] == worker_command(COMPOSE_SITE)
+    assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    init = services["airflow-init"]
+    assert init["environment"] == expected_env
+    assert init["entrypoint"] == ["/bin/bash"]
+    script = init["command"][1]
+    for step in init_steps(COMPOSE_SITE):
+        assert " ".join(step[:3]) in script
+
+
+def test_topology_has_every_service_the_issue_asks_for(document: dict[str, Any]) -> None:
+    services = document["services"]
+    assert {
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-init",
+        "airflow-db",
+        "erp-db",
+        "redis",
+        "fourd-simulator",
+    } <= set(services)
+    for name, service in services.items():
+        if name != "airflow-init":
+            assert "healthcheck" in service, f"{name} has no health check"
+    assert services["airflow-worker"]["deploy"]["replicas"] == "${AIRFLOW_WORKER_REPLICAS:-2}"
+    env = airflow_environment(COMPOSE_SITE)
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-worker"):
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_env_example_lists_every_variable_and_no_real_secret() -> None:
+    text = COMPOSE_FILE.read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}", text))
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert used <= set(example), f"missing from .env.example: {sorted(used - set(example))}"
+    for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_DB_PASSWORD", "ERP_DB_PASSWORD"):
+        assert example[key].startswith("change-me"), f"{key} must be a placeholder, not a secret"
