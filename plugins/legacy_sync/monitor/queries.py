@@ -1,0 +1,223 @@
+"""Read-only SQL of the sync monitor over ``legacy_sync.sync_log`` and ``legacy_sync.sync_error``.
+
+Every value from a request is a bound parameter; identifiers are fixed in this module, never taken
+from input. Connections are opened read-only (``default_transaction_read_only``) and each unit of
+work runs in a ``READ ONLY`` transaction, so nothing here can change data even by mistake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIALLY_COMPLETED")
+MAX_PER_PAGE = 200
+# A page of the monitor must never hold a lock or a connection for long on the ERP database.
+STATEMENT_TIMEOUT_MS = 15_000
+
+_LOG_COLUMNS = """
+    l.id, l.run_id, l.table_name, l.mode, l.status,
+    l.records_processed, l.records_created, l.records_updated, l.records_unchanged,
+    l.records_deleted, l.records_failed, l.watermark_from, l.watermark_to,
+    l.start_time, l.end_time, l.end_time - l.start_time as duration,
+    l.error_message, l.created_at, l.updated_at
+"""
+
+
+@contextmanager
+def read_only(conninfo: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A connection whose only transaction is ``READ ONLY`` (closed on exit)."""
+    with (
+        psycopg.connect(
+            conninfo,
+            autocommit=True,
+            row_factory=dict_row,
+            application_name="legacy-erp-sync-monitor",
+            options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        ) as conn,
+        conn.transaction(),
+    ):
+        conn.execute("set transaction read only")
+        yield conn
+
+
+def _like(text: str) -> str:
+    """An ILIKE pattern matching ``text`` literally anywhere (``%`` and ``_`` are not wildcards)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """The list page's filters; ``None`` or empty means "any"."""
+
+    status: str | None = None
+    table: str | None = None
+    run_id: str | None = None
+    search: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+        object.__setattr__(self, "page", max(1, self.page))
+        object.__setattr__(self, "per_page", min(max(1, self.per_page), MAX_PER_PAGE))
+
+    def where(self) -> tuple[str, list[Any]]:
+        """SQL condition (fixed text) and its parameters."""
+        clauses, params = ["true"], []
+        if self.status:
+            clauses.append("l.status = %s")
+            params.append(self.status)
+        if self.table:
+            clauses.append("l.table_name = %s")
+            params.append(self.table)
+        if self.run_id:
+            clauses.append("l.run_id = %s")
+            params.append(self.run_id)
+        if self.search:
+            clauses.append(
+                "(l.table_name ilike %s or l.run_id ilike %s or coalesce(l.error_message, '') ilike %s)"
+            )
+            params += [_like(self.search)] * 3
+        return " and ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and the total they come from."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def first_index(self) -> int:
+        return (self.page - 1) * self.per_page + 1 if self.rows else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + len(self.rows) - 1 if self.rows else 0
+
+
+def list_logs(conn: psycopg.Connection[Any], flt: LogFilter) -> Page:
+    """sync_log rows matching ``flt``, newest first."""
+    where, params = flt.where()
+    total = conn.execute(f"select count(*) as n from legacy_sync.sync_log l where {where}", params).fetchone()
+    rows = conn.execute(
+        f"select {_LOG_COLUMNS} from legacy_sync.sync_log l where {where}"
+        " order by coalesce(l.start_time, l.created_at) desc, l.id desc limit %s offset %s",
+        [*params, flt.per_page, (flt.page - 1) * flt.per_page],
+    ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, flt.page, flt.per_page)
+
+
+def table_names(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every table that has a sync_log row, for the filter."""
+    return [
+        r["table_name"]
+        for r in conn.execute("select distinct table_name from legacy_sync.sync_log order by table_name")
+    ]
+
+
+def get_log(conn: psycopg.Connection[Any], log_id: int) -> dict[str, Any] | None:
+    return conn.execute(
+        f"select {_LOG_COLUMNS} from legacy_sync.sync_log l where l.id = %s", (log_id,)
+    ).fetchone()
+
+
+def log_errors(
+    conn: psycopg.Connection[Any], log_id: int, search: str | None, page: int, per_page: int
+) -> Page:
+    """The rejected records of one log, by record id (numeric ids in numeric order)."""
+    page, per_page = max(1, page), min(max(1, per_page), MAX_PER_PAGE)
+    where, params = "e.sync_log_id = %s", [log_id]
+    if search:
+        where += " and (e.record_id ilike %s or e.error_message ilike %s)"
+        params += [_like(search)] * 2
+    total = conn.execute(
+        f"select count(*) as n from legacy_sync.sync_error e where {where}", params
+    ).fetchone()
+    rows = conn.execute(
+        "select e.id, e.record_id, e.error_message, e.record_data, e.created_at"
+        f" from legacy_sync.sync_error e where {where}"
+        " order by length(e.record_id), e.record_id, e.id limit %s offset %s",
+        [*params, per_page, (page - 1) * per_page],
+    ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, page, per_page)
+
+
+def iter_errors(conn: psycopg.Connection[Any], log_id: int) -> Iterator[dict[str, Any]]:
+    """Every rejected record of one log, streamed with a server-side cursor (for the CSV)."""
+    with conn.cursor(name="sync_error_csv", row_factory=dict_row) as cur:
+        cur.execute(
+            "select e.record_id, e.error_message, e.created_at, e.record_data::text as record_data"
+            " from legacy_sync.sync_error e where e.sync_log_id = %s"
+            " order by length(e.record_id), e.record_id, e.id",
+            (log_id,),
+        )
+        yield from cur
+
+
+def run_logs(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """Every table of one Airflow run."""
+    return conn.execute(
+        f"select {_LOG_COLUMNS} from legacy_sync.sync_log l where l.run_id = %s order by l.table_name",
+        (run_id,),
+    ).fetchall()
+
+
+@dataclass
+class RunPoint:
+    """One run in the charts: when it started and, per table, its counts and status."""
+
+    run_id: str
+    started: dt.datetime
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(int(t["records_failed"]) for t in self.tables.values())
+
+    @property
+    def failed_tables(self) -> list[str]:
+        return sorted(name for name, t in self.tables.items() if t["status"] == "FAILED")
+
+
+def recent_runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[RunPoint]:
+    """The last ``limit`` runs, oldest first, with each table's counts (for the charts)."""
+    rows = conn.execute(
+        """
+        with runs as (
+            select run_id, min(coalesce(start_time, created_at)) as started
+            from legacy_sync.sync_log
+            group by run_id
+            order by started desc
+            limit %s
+        )
+        select
+            runs.run_id, runs.started, l.table_name, l.status,
+            l.records_created, l.records_updated, l.records_unchanged, l.records_failed
+        from runs
+        inner join legacy_sync.sync_log as l on l.run_id = runs.run_id
+        order by runs.started, runs.run_id, l.table_name
+        """,
+        (limit,),
+    ).fetchall()
+    points: dict[str, RunPoint] = {}
+    for row in rows:
+        point = points.setdefault(row["run_id"], RunPoint(row["run_id"], row["started"]))
+        point.tables[row["table_name"]] = row
+    return list(points.values())

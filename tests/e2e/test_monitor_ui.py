@@ -1,0 +1,233 @@
+"""The sync monitor in a real Airflow UI, driven by headless Chromium, after real sync runs.
+
+One stack for the module. Two runs produce what the monitor shows: the scheduled run that starts
+when the DAG is unpaused (every table, some records rejected by validation), then a manual run in
+which 4D refuses the Invoices table (Invoices FAILED, the rest loads). The browser signs in, opens
+"Legacy sync" from Airflow's navigation, filters, opens a log with rejected records, downloads the
+CSV, follows the run to Airflow, and leaves screenshots in ``test-artifacts/monitor/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
+from tests.e2e.airflow_stack import PROJECT_ROOT, AirflowStack, FourD, running_stack
+
+pytestmark = pytest.mark.e2e
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+DAG_ID = "legacy_erp_sync"
+USER, PASSWORD = "sync", "e2e-password"
+CHROMIUM = "/usr/bin/chromium"
+# No network here: keep Chromium from phoning home (see docs/environment).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "monitor"
+
+
+@dataclass
+class Synced:
+    stack: AirflowStack
+    scheduled_run: str
+    failed_run: str
+
+
+def _wait_for_first_scheduled_run(stack: AirflowStack, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scheduled = stack.dag_runs(DAG_ID, run_type=["scheduled"])
+        if scheduled:
+            run_id = str(scheduled[0]["dag_run_id"])
+            assert stack.wait_for_run(DAG_ID, run_id, timeout) == "success"
+            return run_id
+        time.sleep(1)
+    raise AssertionError(f"the scheduler started no run\n{stack.log_tails()}")
+
+
+@pytest.fixture(scope="module")
+def synced(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
+    erp_url = pg_server.create_database("e2e_monitor")
+    config = SimulatorConfig(username=USER, password=PASSWORD, licences=3)
+    try:
+        with (
+            SimulatorServer(Dataset.generate(2000, seed=7, dirty=0.03), config) as sim,
+            running_stack(
+                pg_server, tmp_path_factory.mktemp("airflow-ui"), FourD(sim.base_url, USER, PASSWORD), erp_url
+            ) as stack,
+        ):
+            stack.unpause(DAG_ID)  # the scheduler starts this hour's run at once
+            scheduled_run = _wait_for_first_scheduled_run(stack)
+            sim.faults.set("refuse_table", table="Invoices", hidden=True)
+            try:
+                failed_run = stack.trigger(DAG_ID, {})
+                assert stack.wait_for_run(DAG_ID, failed_run, 240) == "failed"
+            finally:
+                sim.faults.clear()
+            yield Synced(stack, scheduled_run, failed_run)
+    finally:
+        pg_server.drop_database(erp_url)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    failures_before = request.session.testsfailed
+    try:
+        yield page
+    finally:
+        if request.session.testsfailed > failures_before:  # the call phase failed: keep what it saw
+            _shot(page, f"failure-{request.node.name}")
+        context.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: Any, stack: AirflowStack) -> None:
+    page.goto(stack.base_url + "/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(stack.admin_password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(stack.base_url + "/")
+
+
+def _log_row(stack: AirflowStack, table: str, run_id: str) -> dict[str, Any]:
+    with psycopg.connect(stack.erp_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "select * from legacy_sync.sync_log where table_name = %s and run_id = %s", (table, run_id)
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_signed_in_user_finds_failed_tables_and_rejected_records(synced: Synced, page: Any) -> None:
+    stack = synced.stack
+    _sign_in(page, stack)
+
+    # From Airflow's navigation: Browse -> Legacy sync (rendered inside Airflow's frame).
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Legacy sync").click()
+    monitor = page.frame_locator("iframe")
+    monitor.get_by_role("heading", name="Sync log").wait_for()
+    assert monitor.locator("#records-chart svg").count() == 1
+    assert monitor.locator("#rejects-chart svg").count() == 1
+    _shot(page, "01-monitor-in-airflow-nav")
+
+    # The failed table of the manual run, with the reason in words.
+    monitor.locator("#filter-status").select_option("FAILED")
+    monitor.locator("#filter-table").select_option("Invoices")
+    monitor.get_by_role("button", name="Filter").click()
+    rows = monitor.locator("#sync-log tbody tr[data-log-id]")
+    expect(rows).to_have_count(1)  # retries until the filtered page has replaced the full list
+    expect(rows.first.locator("td").first).to_have_text("Invoices")
+    expect(rows.first).to_contain_text("failed")
+    expect(monitor.locator("#sync-log .error-text").first).to_contain_text("1800")
+    _shot(page, "02-filtered-to-failed-table")
+
+    # A table with rejected records: its detail page lists them with their reasons and raw data.
+    rejected = _log_row(stack, "OrderLines", synced.scheduled_run)
+    assert rejected["status"] == "PARTIALLY_COMPLETED" and rejected["records_failed"] > 0
+    monitor.locator("#filter-status").select_option("PARTIALLY_COMPLETED")
+    monitor.locator("#filter-table").select_option("OrderLines")
+    monitor.get_by_role("button", name="Filter").click()
+    monitor.locator(f"#sync-log tr[data-log-id='{rejected['id']}'] td a").first.click()
+    monitor.get_by_role("heading", name="Rejected records").wait_for()
+    errors = monitor.locator("#sync-errors tbody tr")
+    expect(errors).to_have_count(min(rejected["records_failed"], 50))
+    first = errors.first
+    record_id = first.locator("td").nth(0).inner_text()
+    assert first.locator("td.reasons").inner_text().strip(), "a rejected record shows its reasons"
+    first.locator("details.raw summary").click()
+    assert f'"__KEY": "{record_id}"' in first.locator("details.raw pre").inner_text()
+    _shot(page, "03-log-detail-with-rejected-records")
+
+    # The CSV for the ERP team: one line per rejected record.
+    with page.expect_download() as download_info:
+        monitor.locator("#csv-link").click()
+    download = download_info.value
+    assert download.suggested_filename == f"sync-errors-OrderLines-{rejected['id']}.csv"
+    lines = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8-sig"))))
+    assert len(lines) == rejected["records_failed"]
+    assert all(line["reasons"] for line in lines)
+
+    # The run view groups the run's tables and links to the run in Airflow.
+    monitor.get_by_role("link", name=f"run {synced.scheduled_run}", exact=True).click()
+    expect(monitor.locator("#run-tables tbody tr")).to_have_count(7)
+    _shot(page, "04-run-view")
+    monitor.locator("#airflow-run-link").click()
+    page.wait_for_url(f"**/dags/{DAG_ID}/runs/**")
+    # ... where the run page has a "Sync log" tab with the same view.
+    page.get_by_role("link", name="Sync log", exact=True).click()
+    page.frame_locator("iframe").locator("#run-tables").wait_for()
+    _shot(page, "05-airflow-run-page-sync-log-tab")
+
+
+def test_the_monitor_refuses_requests_without_airflow_credentials(synced: Synced, browser: Any) -> None:
+    stack = synced.stack
+    log_id = _log_row(stack, "Invoices", synced.failed_run)["id"]
+    paths = ["/legacy-sync/", f"/legacy-sync/logs/{log_id}", f"/legacy-sync/logs/{log_id}/errors.csv"]
+    paths += [f"/legacy-sync/runs/{synced.failed_run}", "/legacy-sync/errors/1/record.json"]
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as anonymous:
+        for path in paths:
+            assert anonymous.get(path).status_code == 401, path
+            bad_token = anonymous.get(path, headers={"Authorization": "Bearer not-a-jwt"})
+            assert bad_token.status_code in (401, 403), path
+            assert anonymous.get(path, cookies={"_token": "forged"}).status_code in (401, 403), path
+        # A browser is sent to Airflow's sign-in page, and back afterwards.
+        browser_like = anonymous.get("/legacy-sync/", headers={"Accept": "text/html"})
+        assert browser_like.status_code == 303
+        assert browser_like.headers["location"].startswith("/auth/login")
+    # The same with a real browser that never signed in.
+    context = browser.new_context()
+    try:
+        anonymous_page = context.new_page()
+        anonymous_page.goto(stack.base_url + "/legacy-sync/")
+        anonymous_page.get_by_role("button", name="Sign in").wait_for()
+        assert "/auth/login" in anonymous_page.url
+        assert "Sync log" not in anonymous_page.content()
+    finally:
+        context.close()
+
+
+def test_signed_in_api_clients_may_read_but_nothing_writes(synced: Synced) -> None:
+    stack = synced.stack
+    listing = stack.request("GET", "/legacy-sync/", params={"status": "FAILED"})
+    assert listing.status_code == 200 and "Invoices" in listing.text
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert stack.request(method, "/legacy-sync/").status_code == 405, method
+    assert stack.request("GET", "/legacy-sync/", params={"status": "DROPPED"}).status_code == 400
+    assert stack.request("GET", "/legacy-sync/logs/999999999").status_code == 404
