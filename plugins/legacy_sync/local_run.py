@@ -113,6 +113,7 @@ def airflow_env(
     fourd = urlsplit(fourd_url)
     airflow_home.mkdir(parents=True, exist_ok=True)
     return {
+        "AIRFLOW__CORE__FERNET_KEY": _fernet_key(airflow_home),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project_root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project_root / "plugins"),
@@ -143,6 +144,17 @@ def airflow_env(
             }
         ).decode(),
     }
+
+
+def _fernet_key(airflow_home: Path) -> str:
+    """This local Airflow's Fernet key (encrypts stored secrets such as the 4D session cookie)."""
+    from cryptography.fernet import Fernet
+
+    path = airflow_home / "fernet.key"
+    if not path.exists():
+        path.write_bytes(Fernet.generate_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _run_logged(command: list[str], env: dict[str, str], log_file: Path, show_progress: bool) -> int:

@@ -80,6 +80,18 @@ def test_first_run_loads_or_rejects_every_record(deployment: Deployment) -> None
         assert row["start_time"] <= row["end_time"]
 
 
+def test_secrets_never_reach_logs_or_sync_error(deployment: Deployment) -> None:
+    session_ids = [s.id for s in deployment.sim.simulator.sessions.sessions()]
+    assert session_ids, "no 4D session was opened"
+    logged = deployment.log.read_text()
+    errors = str(deployment.query("select error_message, record_data::text from legacy_sync.sync_error"))
+    stored = str(deployment.query("select cookie_value from legacy_sync.fourd_session"))
+    for secret in [PASSWORD, *session_ids]:
+        assert secret not in logged and secret not in errors
+    for sid in session_ids:
+        assert sid not in stored, "the session cookie is stored unencrypted"
+
+
 def test_planted_bad_records_are_rejected_with_reasons_and_raw_data(deployment: Deployment) -> None:
     planted = deployment.sim.dataset.planted_defects()
     assert planted
