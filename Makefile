@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test test-unit test-integration lint format install clean reliability
+.PHONY: demo test test-unit test-integration lint format install clean bench reliability
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -33,11 +33,15 @@ test-unit: install
 lint: install  ## ruff (with Airflow's AIR rules) and sqlfluff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	cd dbt_project && ../$(VENV)/bin/sqlfluff lint .
+	$(VENV)/bin/sqlfluff lint dbt_project
 
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: | $(UV)  ## issue 8's benchmark (~10 min at 1M records; not part of `make test`); BENCH_RECORDS=N
+	$(UV) sync --frozen --group bench --python $(PYTHON)
+	$(VENV)/bin/python -m bench.run
 
 clean:  ## remove local state (databases, Airflow metadata, logs); keeps .venv
 	rm -rf .data dbt_project/target dbt_project/logs

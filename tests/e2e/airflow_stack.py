@@ -113,6 +113,8 @@ class AirflowStack:
                 # SQLite cannot serve four processes at once; LocalExecutor runs tasks on this machine.
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(metadata_url),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # A real scheduler stores Deadline Alerts (only `dags test` cannot): keep the DAG's own.
+                "LEGACY_SYNC_DEADLINE_MINUTES": "",
                 # A free port instead of 8080: the UI, REST API and the task execution API all live
                 # on the api-server, and workers must know where to reach it.
                 "AIRFLOW__API__HOST": "127.0.0.1",

@@ -1,0 +1,75 @@
+{#- One 4D OrderLines entity per row: this run's last landed version, wire types checked. -#}
+{%- set fields = [
+    ('OrderID', 'integer', 'order_legacy_id'),
+    ('ProductID', 'integer', 'product_legacy_id'),
+    ('Quantity', 'integer', 'quantity'),
+    ('UnitPrice', 'number', 'unit_price'),
+    ('UnitPriceDiscount', 'number', 'discount_rate'),
+    ('LineTotal', 'number', 'line_total'),
+    ('ModifiedDate', 'date', 'modified_date'),
+    ('ModifiedTime', 'time', 'modified_time'),
+] -%}
+
+with
+
+landed as (
+    {{ fourd_current_run_rows('order_lines_raw', 'OrderLines') }}
+),
+
+latest as (
+    select
+        run_id,
+        legacy_id,
+        payload,
+        row_hash,
+        extracted_at
+    from landed
+    where version_rank = 1
+),
+
+parsed as (
+    select
+        latest.run_id,
+        latest.legacy_id,
+        latest.payload,
+        latest.row_hash,
+        latest.extracted_at,
+        {{ fourd_columns(fields, 'latest.payload') }}
+    from latest
+),
+
+checked as (
+    select
+        parsed.run_id,
+        parsed.legacy_id,
+        parsed.payload,
+        parsed.row_hash,
+        parsed.extracted_at,
+        {{- fourd_column_names(fields, 'parsed') }}
+        {{ fourd_parse_errors(fields, 'parsed.payload', 'parsed') }} as parse_errors
+    from parsed
+),
+
+final as (
+    select
+        checked.run_id,
+        checked.legacy_id,
+        case
+            when checked.legacy_id ~ '^[0-9]{1,18}$' then checked.legacy_id::bigint
+        end as legacy_key,
+        checked.order_legacy_id,
+        checked.product_legacy_id,
+        checked.quantity,
+        checked.unit_price,
+        checked.discount_rate,
+        checked.line_total,
+        checked.modified_date,
+        checked.modified_time,
+        checked.parse_errors,
+        checked.payload as record_data,
+        checked.row_hash as landed_row_hash,
+        checked.extracted_at
+    from checked
+)
+
+select * from final
