@@ -56,6 +56,8 @@ class Table:
         self.change_gs = array("q")
         self.change_key = array("q")
         self.version = 0
+        keys = base_keys
+        self._base_first = keys.start if isinstance(keys, range) and keys.step == 1 else None
         self._md = schema.index.get("ModifiedDate")
         self._mt = schema.index.get("ModifiedTime")
 
@@ -77,6 +79,8 @@ class Table:
 
     def base_stamp(self, key: int) -> int:
         """``__GlobalStamp`` of an untouched base record."""
+        if self._base_first is not None:  # generated keys 1..n: the position is arithmetic
+            return self.gs_offset + key - self._base_first + 1
         return self.gs_offset + bisect_left(self.base_keys, key) + 1
 
     def meta_of(self, key: int) -> Meta:

@@ -39,6 +39,11 @@ class Attr:
 
     name: str
     get: Getter
+    fast: tuple[str, int] | None = None
+    """(kind, field index) of a plain stored field, for :meth:`EntityEncoder.entity`'s fast path."""
+
+    def __post_init__(self) -> None:
+        self.fast_get = self.get  # `fast` holds only while nobody replaced `get`
 
 
 class EntityEncoder:
@@ -90,7 +95,7 @@ class EntityEncoder:
             i = s.index[name]
             if f.type == DATE:
                 enc = self._value(DATE)
-                return Attr(name, lambda k, r, m: enc(r[i]))
+                return Attr(name, lambda k, r, m: enc(r[i]), ("date", i))
             if f.type == NUMBER:
                 # 4D writes whole reals without a fraction ("0", not "0.0").
                 return Attr(
@@ -98,10 +103,11 @@ class EntityEncoder:
                     lambda k, r, m: (
                         int(v) if isinstance(v := r[i], float) and v.is_integer() and abs(v) < 2**53 else v
                     ),
+                    ("number", i),
                 )
-            return Attr(name, lambda k, r, m: r[i])
+            return Attr(name, lambda k, r, m: r[i], ("plain", i))
         if name == GLOBAL_STAMP and self.tracked:
-            return Attr(name, lambda k, r, m: m[1])
+            return Attr(name, lambda k, r, m: m[1], ("gstamp", 0))
         if self.cfg.showcase_fields and s.name == "Products":
             show = self._showcase(name)
             if show:
@@ -187,6 +193,69 @@ class EntityEncoder:
     # -- encoding ------------------------------------------------------------------------------
     def entity(self, key: int) -> dict[str, Any]:
         """One live record as a 4D entity object."""
+        fast = self.__dict__.get("_fast")
+        if fast is None:
+            fast = self._fast = self._compile()
+        return fast(key)
+
+    def _compile(self) -> Callable[[int], dict[str, Any]]:
+        """The same entity as :meth:`_entity`, as one generated function for untouched base rows.
+
+        Base rows (generated or loaded, never mutated) hold no :class:`WireValue`, so the fast
+        path skips that check and builds the dict in one literal; a mutated row (in the overlay)
+        takes the general path. Compiled on first use, after the app adjusted ``attrs``.
+        """
+        if self.as_array:
+            return self._entity
+        t = self.table
+        names: dict[str, Any] = {
+            "overlay": t.overlay,
+            "base_row": t.base_row,
+            "meta_get": t.meta.get,
+            "base_stamp": t.base_stamp,
+            "timestamp": t.timestamp,
+            "slow": self._entity,
+            "date": _cached_date_encoder(self.cfg.null_dates_as_null),
+            "unwrap": _unwrap,
+        }
+        parts = ['"__KEY": str(key)', '"__TIMESTAMP": ts', '"__STAMP": m[0]']
+        for j, a in enumerate(self.attrs):
+            names[f"n{j}"] = a.name
+            fast = a.fast if a.get is a.fast_get else None
+            kind, i = fast if fast is not None else ("getter", -1)
+            if kind == "plain":
+                expr = f"r[{i}]"
+            elif kind == "date":
+                expr = f"date(r[{i}])"
+            elif kind == "number":
+                expr = (
+                    f"(int(v) if isinstance(v := r[{i}], float) and v.is_integer()"
+                    " and abs(v) < 9007199254740992 else v)"
+                )
+            elif kind == "gstamp":
+                expr = "m[1]"
+            else:
+                names[f"g{j}"] = a.get
+                expr = f"unwrap(g{j}(key, r, m))"
+            parts.append(f"n{j}: {expr}")
+        quote = "    ts = '\"' + ts + '\"'\n" if self.cfg.legacy_quirks else ""
+        source = (
+            "def entity(key):\n"
+            "    if key in overlay:\n"
+            "        return slow(key)\n"
+            "    r = base_row(key)\n"
+            "    m = meta_get(key)\n"
+            "    if m is None:\n"
+            "        m = (1, base_stamp(key), None)\n"
+            "    ts = timestamp(r, m)\n"
+            f"{quote}"
+            "    return {" + ", ".join(parts) + "}\n"
+        )
+        exec(compile(source, f"<4d entity {self.schema.name}>", "exec"), names)  # noqa: S102 - our own code
+        return names["entity"]  # type: ignore[no-any-return]
+
+    def _entity(self, key: int) -> dict[str, Any]:
+        """One live record as a 4D entity object (general path)."""
         t = self.table
         row = t.row(key)
         meta = t.meta_of(key)
@@ -207,6 +276,26 @@ class EntityEncoder:
         if self.table.contains(key):
             return self.entity(key)
         return {"__STAMP": 0}
+
+
+def _unwrap(value: Any) -> Any:
+    return value.value if isinstance(value, WireValue) else value
+
+
+def _cached_date_encoder(blank_as_null: bool) -> Callable[[Any], Any]:
+    """``date_to_wire`` for stored base values (date, BLANK_DATE, None), memoised per date."""
+    cache: dict[Any, Any] = {None: None, BLANK_DATE: None if blank_as_null else "0!0!0"}
+
+    def enc(v: Any) -> Any:
+        try:
+            return cache[v]
+        except KeyError:
+            wire = date_to_wire(v)
+            if len(cache) < 100_000:
+                cache[v] = wire
+            return wire
+
+    return enc
 
 
 def tracked(cfg: SimulatorConfig, table: str) -> bool:

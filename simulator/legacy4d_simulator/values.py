@@ -80,15 +80,25 @@ def coerce_date(value: Any) -> Any:
     return parse_date(str(value))
 
 
+_ISO_DAYS: dict[Any, str] = {}
+_HMS: list[str] = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
+
+
 def iso_timestamp(day: Any, ms: int | None) -> str:
     """``__TIMESTAMP`` for a stored record: its ModifiedDate plus ModifiedTime, UTC, ms precision."""
     if not isinstance(day, dt.date):
         day = EPOCH_DATE
-    ms = ms or 0
-    s, milli = divmod(int(ms), 1000)
+    iso = _ISO_DAYS.get(day)
+    if iso is None:
+        iso = day.isoformat()
+        if len(_ISO_DAYS) < 100_000:
+            _ISO_DAYS[day] = iso
+    s, milli = divmod(int(ms or 0), 1000)
+    if 0 <= s < 86_400:
+        return f"{iso}T{_HMS[s]}.{milli:03d}Z"
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
-    return f"{day.isoformat()}T{h % 24:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
+    return f"{iso}T{h % 24:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
 
 
 def now_timestamp() -> str:

@@ -1,0 +1,1 @@
+"""``make bench``: the performance benchmark of issue 8 (see bench/README.md)."""

@@ -1,0 +1,266 @@
+"""``make bench``: every figure of issue 8 in one run, on this machine; see bench/README.md.
+
+Knobs (environment): BENCH_RECORDS (default 1,000,000), BENCH_REPS (3), BENCH_E2E_REPS (2),
+BENCH_DLT_REPS (1), BENCH_SAMPLE (20,000 records for the per-record way), BENCH_AIRFLOW (1),
+BENCH_MEMORY (1), ERP_DATABASE_URL (an existing PostgreSQL instead of the embedded one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, env_int, log, machine, median, postgres, reset_database, simulator
+
+RESULTS = ROOT / "bench" / "results.json"
+PLOT = ROOT / "bench" / "throughput.png"
+
+
+def target(name: str, value: float, limit: float, higher_is_better: bool) -> dict[str, Any]:
+    met = value >= limit if higher_is_better else value <= limit
+    return {"name": name, "value": round(value, 4), "limit": limit, "met": bool(met)}
+
+
+def main() -> int:
+    # Imported now: a concurrent `uv sync` without the bench group must not pull them from under us.
+    import dlt
+    import matplotlib  # noqa: F401
+    from dlt.sources.rest_api import rest_api_source  # noqa: F401
+
+    from bench import dlt_load, e2e, extract_land, memory, per_record
+
+    records = env_int("BENCH_RECORDS", 1_000_000)
+    reps = env_int("BENCH_REPS", 3)
+    e2e_reps = env_int("BENCH_E2E_REPS", 2)
+    dlt_reps = env_int("BENCH_DLT_REPS", 1)
+    sample = env_int("BENCH_SAMPLE", 20_000)
+    started = time.perf_counter()
+    figures: dict[str, Any] = {}
+    with postgres() as url, simulator(records) as sim:
+        total = sum(sim.counts.values())
+        log(f"4D simulator: {total:,} records over {len(sim.counts)} tables {sim.counts}")
+        figures["records"] = total
+        figures["records_by_table"] = dict(sim.counts)
+
+        reset_database(url)
+        el = extract_land.measure_extract_land(sim, url, reps)
+        rows = extract_land.load_landed_rows(url, el.pop("last_run_id"))
+        ceiling = extract_land.measure_ceiling(url, rows, reps)
+        del rows
+        gc.collect()
+        figures["copy_ceiling"] = ceiling
+        figures["extract_land"] = el
+        figures["extract_land_vs_ceiling"] = el["rows_per_s"] / ceiling["rows_per_s"]
+
+        fulls, incrementals = [], []
+        for rep in range(e2e_reps):
+            reset_database(url)
+            full = e2e.sync_run(sim, url, f"bench-full-{rep}", "full")
+            log(
+                f"full sync #{rep + 1}: {full['records_landed']:,} records in {full['seconds']:.1f}s "
+                f"= {full['records_landed'] / full['seconds']:,.0f} records/s {full['steps']}"
+            )
+            changed = e2e.change_records(sim, 0.001, rep)
+            incr = e2e.sync_run(sim, url, f"bench-incr-{rep}", "incremental")
+            incr["changed"] = changed
+            log(
+                f"incremental #{rep + 1} after {changed:,} changes: {incr['records_landed']:,} records in "
+                f"{incr['seconds']:.1f}s ({incr['seconds'] / full['seconds']:.1%} of full) {incr['steps']}"
+            )
+            fulls.append(full)
+            incrementals.append(incr)
+        full_s = median([f["seconds"] for f in fulls])
+        incr_s = median([i["seconds"] for i in incrementals])
+        figures["full_sync"] = {
+            "rows_per_s": median([f["records_landed"] / f["seconds"] for f in fulls]),
+            "seconds": full_s,
+            "runs_seconds": [round(f["seconds"], 2) for f in fulls],
+            "steps": {k: median([f["steps"][k] for f in fulls]) for k in fulls[0]["steps"]},
+        }
+        figures["incremental"] = {
+            "changed_records": incrementals[0]["changed"],
+            "records_landed": median([i["records_landed"] for i in incrementals]),
+            "seconds": incr_s,
+            "runs_seconds": [round(i["seconds"], 2) for i in incrementals],
+            "steps": {k: median([i["steps"][k] for i in incrementals]) for k in incrementals[0]["steps"]},
+            "ratio_to_full": incr_s / full_s,
+        }
+        quiet = e2e.sync_run(sim, url, "bench-quiet", "incremental")
+        log(f"no-change incremental in process: {quiet['seconds']:.1f}s {quiet['steps']}")
+        figures["no_change_incremental"] = {"seconds": quiet["seconds"], "steps": quiet["steps"]}
+        if env_int("BENCH_AIRFLOW", 1):
+            figures["airflow"] = e2e.airflow_startup(sim, url, quiet["seconds"])
+        figures["incremental"]["airflow_startup_seconds"] = figures.get("airflow", {}).get("startup_seconds")
+
+        per = per_record.measure(sim, url, sample, max(1, min(reps, 3)))
+        figures["per_record"] = per
+        figures["full_sync_vs_per_record"] = figures["full_sync"]["rows_per_s"] / per["rows_per_s"]
+
+        dlt = dlt_load.measure(sim, url, dlt_reps)
+        figures["dlt_rest_api"] = dlt
+        figures["extract_land_vs_dlt"] = el["rows_per_s"] / dlt["rows_per_s"]
+
+    if env_int("BENCH_MEMORY", 1):
+        with postgres() as url:
+            reset_database(url)
+            figures["memory"] = memory.measure(url)
+
+    figures["bench_seconds"] = round(time.perf_counter() - started, 1)
+    figures["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    figures["machine"] = machine()
+    figures["repetitions"] = {
+        "extract_land": reps,
+        "copy_ceiling": reps,
+        "full_and_incremental": e2e_reps,
+        "per_record": max(1, min(reps, 3)),
+        "dlt": dlt_reps,
+        "memory": 1,
+        "airflow": 1,
+    }
+
+    targets = [
+        target("extract+land / COPY ceiling", figures["extract_land_vs_ceiling"], 0.5, True),
+        target("full sync / one transaction per record", figures["full_sync_vs_per_record"], 20, True),
+        target("extract+land / dlt rest_api", figures["extract_land_vs_dlt"], 2, True),
+        target(
+            "incremental (0.1% changed) / full sync time",
+            figures["incremental"]["ratio_to_full"],
+            0.05,
+            False,
+        ),
+    ]
+    if "memory" in figures:
+        targets += [
+            target("peak RSS 1M / 100k records", figures["memory"]["ratio"], 1.2, False),
+            target("peak RSS at 1M records (MB)", figures["memory"]["at_1m"]["peak_mb"], 300, False),
+        ]
+    RESULTS.write_text(json.dumps({"figures": figures, "targets": targets}, indent=2, default=str) + "\n")
+    print_report(figures, targets)
+    plot(figures, PLOT)
+    log(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} in {figures['bench_seconds']:.0f}s")
+    return 0
+
+
+def print_report(figures: dict[str, Any], targets: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    f = figures
+    table = Table(title=f"legacy-erp-sync benchmark, {f['records']:,} records ({f['date']})")
+    table.add_column("#")
+    table.add_column("measurement")
+    table.add_column("figure", justify="right")
+    table.add_column("note")
+    table.add_row(
+        "1",
+        "COPY ceiling (same records, from memory)",
+        f"{f['copy_ceiling']['rows_per_s']:,.0f} rec/s",
+        f"runs {f['copy_ceiling']['runs_rows_per_s']}",
+    )
+    table.add_row(
+        "2",
+        "extract+land (client + simulator)",
+        f"{f['extract_land']['rows_per_s']:,.0f} rec/s",
+        f"{f['extract_land_vs_ceiling']:.0%} of ceiling; runs {f['extract_land']['runs_rows_per_s']}",
+    )
+    fs = f["full_sync"]
+    table.add_row(
+        "3",
+        "full sync end to end",
+        f"{fs['rows_per_s']:,.0f} rec/s",
+        f"{fs['seconds']:.1f}s: " + ", ".join(f"{k} {v:.1f}s" for k, v in fs["steps"].items()),
+    )
+    inc = f["incremental"]
+    airflow = inc.get("airflow_startup_seconds")
+    table.add_row(
+        "4",
+        f"incremental after {inc['changed_records']:,} changes (0.1%)",
+        f"{inc['seconds']:.1f} s",
+        f"{inc['ratio_to_full']:.1%} of full; "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in inc["steps"].items())
+        + (f"; + Airflow start-up {airflow:.1f}s" if airflow is not None else ""),
+    )
+    if "memory" in f:
+        m = f["memory"]
+        table.add_row(
+            "5",
+            "peak RSS extracting OrderLines",
+            f"{m['at_1m']['peak_mb']:.0f} MB at 1M",
+            f"{m['at_100k']['peak_mb']:.0f} MB at 100k; ratio {m['ratio']:.2f}",
+        )
+    table.add_row(
+        "6",
+        "one transaction per record (original)",
+        f"{f['per_record']['rows_per_s']:,.0f} rec/s",
+        f"sample {f['per_record']['sample']:,}; full sync is {f['full_sync_vs_per_record']:.1f}x",
+    )
+    table.add_row(
+        "7",
+        "dlt rest_api -> PostgreSQL",
+        f"{f['dlt_rest_api']['rows_per_s']:,.0f} rec/s",
+        f"extract+land is {f['extract_land_vs_dlt']:.1f}x",
+    )
+    console.print(table)
+    tt = Table(title="targets")
+    for col in ("target", "value", "limit", "met"):
+        tt.add_column(col)
+    for t in targets:
+        tt.add_row(
+            t["name"],
+            f"{t['value']:.3g}",
+            f"{t['limit']}",
+            "[green]met[/green]" if t["met"] else "[red]MISSED[/red]",
+        )
+    console.print(tt)
+
+
+def plot(figures: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing (uv sync --group bench): no plot")
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, label, marker in (
+        ("copy_ceiling", "COPY ceiling (from memory)", "s"),
+        ("extract_land", "extract+land (simulator -> staging)", "o"),
+    ):
+        points = sorted((v["records"], v["rows_per_s"]) for v in figures[key]["tables"].values())
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
+    if "memory" in figures:
+        m = figures["memory"]
+        ax.plot(
+            [m["at_100k"]["records"], m["at_1m"]["records"]],
+            [m["at_100k"]["rows_per_s"], m["at_1m"]["rows_per_s"]],
+            marker="^",
+            linestyle="--",
+            label="extract+land OrderLines alone (memory runs)",
+        )
+    ax.axhline(
+        figures["dlt_rest_api"]["rows_per_s"], color="grey", linestyle=":", label="dlt rest_api (all tables)"
+    )
+    ax.axhline(
+        figures["per_record"]["rows_per_s"], color="red", linestyle=":", label="one transaction per record"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("table size (records)")
+    ax.set_ylabel("records/s")
+    ax.set_title(f"Throughput against table size ({figures['records']:,} records, {figures['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    raise SystemExit(main())
