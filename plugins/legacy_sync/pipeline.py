@@ -101,8 +101,18 @@ def transform(conninfo: str, run_id: str, target_name: str = "default") -> dict[
     """dbt build over what landed; marks the tables dbt failed. Returns {table: reason}."""
     with erp_db.connect(conninfo, autocommit=True) as conn:
         landed = _landed_tables(conn, run_id)
+        changes = conn.execute(
+            "select coalesce(sum(records_landed + deleted_keys), 0),"
+            " coalesce(bool_or(complete_key_set), false)"
+            " from legacy_sync.landing_batch where run_id = %s",
+            (run_id,),
+        ).fetchone()
     if not landed:
         log.warning("no table landed in this run; skipping dbt")
+        return {}
+    if changes is not None and changes[0] == 0 and not changes[1]:
+        # An hourly run over a quiet ERP: nothing to map, and erp is as the last run left it.
+        log.info("4D reported no change since the last run; skipping dbt")
         return {}
     outcome = dbt_step.run_dbt_build(run_id, landed, erp_db.dbt_env(conninfo), target_name=target_name)
     with erp_db.connect(conninfo, autocommit=True) as conn:
