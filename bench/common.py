@@ -9,7 +9,6 @@ import secrets
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ import psycopg
 from legacy_sync.fourd import FourDClient
 from legacy_sync.fourd.auth import MemorySessionStore
 from legacy_sync.fourd.client import FourDSettings
-from legacy_sync.local_postgres import LocalPostgres, free_port
+from legacy_sync.local_postgres import LocalPostgres
+from legacy_sync.local_run import SIMULATOR_USER, simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".data" / "bench"
-SIM_USER = "bench"
+SIM_USER = SIMULATOR_USER  # the user simulator_process() configures
 SCHEMAS = ("erp", "legacy_staging", "legacy_transform", "legacy_sync", "bench_ceiling", "bench_original")
 
 
@@ -83,44 +83,28 @@ class Sim:
 
 @contextlib.contextmanager
 def simulator(records: int, seed: int = 1, log_name: str = "simulator") -> Iterator[Sim]:
-    """``python -m legacy4d_simulator serve --generate N`` as a child process."""
-    port = free_port()
-    password = secrets.token_urlsafe(12)
+    """``python -m legacy4d_simulator serve --generate N`` as a child process (as the demo runs it)."""
+
     token = secrets.token_urlsafe(12)
     WORK.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "legacy4d_simulator", "serve",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--generate", str(records), "--seed", str(seed),
-        "--user", SIM_USER, "--password", password,
-        "--control-token", token, "--log-level", "warning",
-    ]  # fmt: skip
-    with (WORK / f"{log_name}.log").open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    sim = Sim(port, password, token, records, process)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"simulator exited with {process.returncode}; see {WORK / log_name}.log")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"{sim.base_url}/rest/$catalog", timeout=2)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("simulator did not answer within 120 s")
-            time.sleep(0.2)
+    extra = (
+        "--generate",
+        str(records),
+        "--seed",
+        str(seed),
+        "--control-token",
+        token,
+        "--log-level",
+        "warning",
+    )
+    with simulator_process(WORK / f"{log_name}.log", None, extra) as process:
+        sim = Sim(process.port, process.password, token, records, process.process)
         with sim.client() as client:
             from legacy_sync.registry import TABLES
 
             for table in TABLES:
                 sim.counts[table.name] = client.page(table.name, attributes=(table.key,), top=1).count or 0
         yield sim
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,8 +24,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-import psutil
 
+from deploy.processes import stop_process_trees
 from deploy.services import (
     AIRFLOW,
     ErpDatabase,
@@ -165,30 +164,7 @@ class NativeDeployment:
     def stop(self) -> None:
         """Kill every process started here, with all descendants (also orphaned task processes)."""
         self._http.close()
-        victims: dict[int, psutil.Process] = {}
-        for proc in self._procs.values():
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(proc.pid)
-                victims[root.pid] = root
-                for child in root.children(recursive=True):
-                    victims[child.pid] = child
-        for proc in self._procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for victim in victims.values():
-            with contextlib.suppress(psutil.Error):
-                victim.terminate()
-        _, alive = psutil.wait_procs(list(victims.values()), timeout=10)
-        for victim in alive:
-            with contextlib.suppress(psutil.Error):
-                victim.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for proc in self._procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(2)
+        stop_process_trees(self._procs.values())
         self._procs.clear()
 
     def _spawn(

@@ -35,8 +35,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-import psutil
 
+from deploy.processes import stop_process_trees
 from legacy_sync.local_postgres import free_port
 from legacy_sync.local_run import airflow_env
 
@@ -188,30 +188,7 @@ class AirflowStack:
     def stop(self) -> None:
         """Kill every process this stack started, with all their descendants."""
         self._http.close()
-        victims: dict[int, psutil.Process] = {}
-        for proc in self._procs.values():
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(proc.pid)
-                victims[root.pid] = root
-                for child in root.children(recursive=True):
-                    victims[child.pid] = child
-        for proc in self._procs.values():
-            if proc.poll() is None:
-                # Each component leads its own process group; task processes lead their own too,
-                # which is why the descendants are collected above.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for victim in victims.values():
-            with contextlib.suppress(psutil.Error):
-                victim.terminate()
-        _, alive = psutil.wait_procs(list(victims.values()), timeout=10)
-        for victim in alive:
-            with contextlib.suppress(psutil.Error):
-                victim.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for proc in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(1)
+        stop_process_trees(self._procs.values())
         self._procs.clear()
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
