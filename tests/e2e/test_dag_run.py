@@ -6,6 +6,7 @@ real deployment's: first sync, a quiet re-run, changes at the source, then a bro
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,38 @@ def test_a_broken_table_fails_alone_and_keeps_its_watermark(deployment: Deployme
 
 def table_snake(name: str) -> str:
     return next(t.snake_name for t in TABLES if t.name == name)
+
+
+def test_replay_loads_records_rejected_before_a_mapping_fix(deployment: Deployment, tmp_path: Path) -> None:
+    nameless = [
+        str(k)
+        for t, k, kind in deployment.sim.dataset.planted_defects()
+        if t == "Customers" and kind == "missing_name"
+    ]
+    assert nameless
+    assert not deployment.query("select 1 from erp.customers where legacy_id::text = any(%s)", nameless)
+    watermarks = deployment.query("select table_name, watermark from legacy_sync.sync_state order by 1")
+    # The mapping fix: the ERP team accepts customers without a name after all.
+    fixed = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_ROOT / "dbt_project", fixed, ignore=shutil.ignore_patterns("target", "logs"))
+    model = fixed / "models" / "intermediate" / "int_customers__validated.sql"
+    model.write_text(model.read_text().replace("            no_name_reason,\n", ""))
+    deployment.env["LEGACY_SYNC_DBT_PROJECT_DIR"] = str(fixed)
+    requests_before = deployment.sim.stats.as_dict()["requests"]
+    try:
+        code, run_id = deployment.run(replay_errors=True)
+    finally:
+        deployment.env["LEGACY_SYNC_DBT_PROJECT_DIR"] = str(PROJECT_ROOT / "dbt_project")
+    assert code == 0, f"replay run failed; see {deployment.log}"
+    logs = deployment.log_rows(run_id)
+    assert {row["mode"] for row in logs.values()} == {"replay"}
+    assert logs["Customers"]["records_created"] >= len(nameless)
+    loaded = deployment.query(
+        "select legacy_id::text from erp.customers where legacy_id::text = any(%s)", nameless
+    )
+    assert sorted(r[0] for r in loaded) == sorted(nameless)
+    assert (
+        deployment.query("select table_name, watermark from legacy_sync.sync_state order by 1") == watermarks
+    )
+    # Replay maps stored raw data: only the reconcile step's one count per table reaches 4D.
+    assert deployment.sim.stats.as_dict()["requests"] - requests_before <= 2 * len(logs)
