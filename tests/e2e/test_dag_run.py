@@ -7,6 +7,8 @@ real deployment's: first sync, a quiet re-run, changes at the source, then a bro
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,24 @@ def test_replay_loads_records_rejected_before_a_mapping_fix(deployment: Deployme
     )
     # Replay maps stored raw data: only the reconcile step's one count per table reaches 4D.
     assert deployment.sim.stats.as_dict()["requests"] - requests_before <= 2 * len(logs)
+
+
+def test_cli_status_and_errors_read_the_sync_log(deployment: Deployment) -> None:
+    cli = [str(Path(sys.executable).with_name("legacy-sync"))]
+    status = subprocess.run(
+        [*cli, "status", "--database-url", deployment.erp_url], capture_output=True, text=True, timeout=120
+    )
+    last_run = deployment.query("select run_id from legacy_sync.sync_log order by id desc limit 1")[0][0]
+    assert last_run in status.stdout and "Customers" in status.stdout
+    errors = subprocess.run(
+        [*cli, "errors", "--table", "Products", "--database-url", deployment.erp_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    some_reject = deployment.query(
+        "select e.record_id from legacy_sync.sync_error e join legacy_sync.sync_log l on l.id = e.sync_log_id"
+        " where l.table_name = 'Products' limit 1"
+    )[0][0]
+    assert f" {some_reject} " in errors.stdout.replace("│", " ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ def synced(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        # CI installs it (.ci/run); on a developer's machine say how, instead of failing.
+        message = f"no Chromium at {CHROMIUM}: `apt-get install chromium` to run the browser test"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     with playwright_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -225,3 +225,18 @@ def test_a_pool_of_three_holds_one_licence_across_tables_and_runs(erp_db_url: st
         assert stats["sessions_created"] == 1 and stats["logins"] == 1
         for table in TABLES:
             assert_exactly_once(erp, sim, table.name, "r2")
+
+
+def test_a_legacy_4d_version_lands_the_same_records(erp: Conn) -> None:
+    """Quoted __TIMESTAMP, __SENT after __ENTITIES, no __DATACLASS/__GlobalStamp in envelopes."""
+    with make_simulator(legacy_quirks=True, cookie_name="4DSID_LegacyERP") as sim:
+        with client_for(sim) as client:
+            for name in ("Products", "OrderLines"):
+                result = land_table(client, erp, get_table(name), "r1", "full")
+                assert result.watermark_to is not None  # found from the records' own stamps
+        for name in ("Products", "OrderLines"):
+            assert_exactly_once(erp, sim, name, "r1")
+    stamp = erp.execute(
+        "select payload ->> '__TIMESTAMP' from legacy_staging.products_raw limit 1"
+    ).fetchone()[0]
+    assert not stamp.startswith('"') and stamp.endswith("Z")
