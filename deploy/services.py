@@ -142,7 +142,6 @@ def airflow_environment(site: Site) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": site.scheduler_health_port,
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": site.worker_log_port,
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": site.triggerer_log_port,
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "false",
         "LEGACY_SYNC_DBT_PROJECT_DIR": site.dbt_project_dir,
         "AIRFLOW_CONN_LEGACY_4D_DEFAULT": fourd_connection(site.fourd),
         "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": erp_connection(site.erp),

@@ -33,7 +33,6 @@ for _key, _value in {
     "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
-    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     "AIRFLOW_CONN_LEGACY_4D_DEFAULT": "legacy-4d://dev:dev@127.0.0.1:1/http",
     "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": "postgres://dev:dev@127.0.0.1:1/erp",
 }.items():

@@ -120,7 +120,6 @@ def airflow_env(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         # `airflow dags test` cannot store Deadline Alerts in Airflow 3.3 (see dag_factory._deadline).
         "LEGACY_SYNC_DEADLINE_MINUTES": "0",
         "LEGACY_SYNC_DBT_PROJECT_DIR": str(project_root / "dbt_project"),
