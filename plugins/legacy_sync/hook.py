@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -74,6 +75,9 @@ class Legacy4DHook(BaseHook):
 
     def get_conn(self) -> FourDClient:
         """A client on this connection's 4D server, sharing the stored session."""
+        # httpx logs every request at INFO: thousands of lines per table in a task log. Our own
+        # progress lines (records, % of __COUNT, rate) say what matters.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         return FourDClient(self.settings(), store=self.session_store)
 
     def test_connection(self) -> tuple[bool, str]:
