@@ -217,15 +217,15 @@ def test_cli_status_and_errors_read_the_sync_log(deployment: Deployment) -> None
     )
     last_run = deployment.query("select run_id from legacy_sync.sync_log order by id desc limit 1")[0][0]
     assert last_run in status.stdout and "Customers" in status.stdout
+    table, some_reject = deployment.query(
+        "select l.table_name, e.record_id from legacy_sync.sync_error e"
+        " join legacy_sync.sync_log l on l.id = e.sync_log_id order by e.id desc limit 1"
+    )[0]
     errors = subprocess.run(
-        [*cli, "errors", "--table", "Products", "--database-url", deployment.erp_url],
+        [*cli, "errors", "--table", table, "--database-url", deployment.erp_url],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    some_reject = deployment.query(
-        "select e.record_id from legacy_sync.sync_error e join legacy_sync.sync_log l on l.id = e.sync_log_id"
-        " where l.table_name = 'Products' limit 1"
-    )[0][0]
     assert f" {some_reject} " in errors.stdout.replace("│", " ")

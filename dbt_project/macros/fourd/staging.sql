@@ -4,10 +4,66 @@
     collected parse errors from that one declaration.
 -#}
 
-{% macro fourd_columns(fields, payload='payload') -%}
-    {%- for field, type, column in fields %}
-        {{ fourd_value(field, type, payload) }} as {{ column }}{{ "," if not loop.last }}
-    {%- endfor %}
+{#- Every declared field of one record parsed, plus its `parse_errors`, as a subquery to join
+    laterally to the landed rows (`cross join lateral (...) as parsed_fields`). It yields one
+    row per record with the declared columns and `parse_errors`.
+
+    Three nested selects, each evaluated once per record and read as columns by the next:
+    1. `raw_fields`: one `payload -> 'Field'` look-up per field;
+    2. `prepared_fields`: the wire-type parse from that value (dates: their d/m/y parts, times:
+       their milliseconds);
+    3. `parsed_values`: the final values (dates and times built from step 2).
+    The outer select then builds the parse errors from columns only. `offset 0` keeps
+    PostgreSQL from flattening a nested select into its parent, which would paste each
+    expression into every place its column is read and evaluate it again there. -#}
+{% macro fourd_parsed_fields(fields, payload='payload') -%}
+    select
+        {%- for field, type, column in fields %}
+            parsed_values.{{ column }},
+        {%- endfor %}
+        nullif(
+            concat_ws(
+                '; ',
+                {{ fourd_landing_issues(payload) }}
+                {%- for field, type, column in fields %},
+                {{ fourd_parse_error(
+                    field, type,
+                    'parsed_values.raw__' ~ column,
+                    'parsed_values.prepared__' ~ column,
+                    'parsed_values.' ~ column
+                ) }}
+                {%- endfor %}
+            ),
+            ''
+        ) as parse_errors
+    from (
+        select
+            {%- for field, type, column in fields %}
+                prepared_fields.raw__{{ column }},
+                prepared_fields.prepared__{{ column }},
+                {{ fourd_finish('prepared_fields.prepared__' ~ column, type) }} as {{ column }}
+                {{- "," if not loop.last }}
+            {%- endfor %}
+        from (
+            select
+                {%- for field, type, column in fields %}
+                    raw_fields.raw__{{ column }},
+                    {{ fourd_prepare('raw_fields.raw__' ~ column, type) }} as prepared__{{ column }}
+                    {{- "," if not loop.last }}
+                {%- endfor %}
+            from (
+                select
+                    {%- for field, type, column in fields %}
+                        {{ fourd_raw(field, 'landed_record.payload') }} as raw__{{ column }}
+                        {{- "," if not loop.last }}
+                    {%- endfor %}
+                from (select {{ payload }} as payload) as landed_record
+                offset 0
+            ) as raw_fields
+            offset 0
+        ) as prepared_fields
+        offset 0
+    ) as parsed_values
 {%- endmacro %}
 
 {#- The declared columns as `relation.column,` lines (explicit column lists, no select *). -#}
@@ -18,28 +74,16 @@
 {%- endmacro %}
 
 {#- What the landing step found wrong with a record before dbt saw it (e.g. NUL characters,
-    which PostgreSQL cannot store), from the payload's `__landing_issues` array. -#}
+    which PostgreSQL cannot store), from the payload's `__landing_issues` array. Most records
+    have none: the key test skips the per-record subquery for them. -#}
 {% macro fourd_landing_issues(payload='payload') -%}
-    (
-        select string_agg(issue.value, '; ')
-        from jsonb_array_elements_text(coalesce({{ payload }} -> '__landing_issues', '[]'::jsonb)) as issue
-    )
-{%- endmacro %}
-
-{#- All parse errors of a record joined with "; " (NULL when every value parsed). -#}
-{#- With `parsed`, the alias of a relation already holding the parsed columns, the values are
-    not parsed a second time. -#}
-{% macro fourd_parse_errors(fields, payload='payload', parsed=none) -%}
-    nullif(
-        concat_ws(
-            '; ',
-            {{ fourd_landing_issues(payload) }}
-            {%- for field, type, column in fields %},
-            {{ fourd_parse_error(field, type, payload, parsed ~ '.' ~ column if parsed else none) }}
-            {%- endfor %}
-        ),
-        ''
-    )
+    case
+        when {{ payload }} ? '__landing_issues'
+            then (
+                select string_agg(issue.value, '; ')
+                from jsonb_array_elements_text({{ payload }} -> '__landing_issues') as issue
+            )
+    end
 {%- endmacro %}
 
 {#- The landed rows of one raw table for the current run, one per legacy_id (the last

@@ -26,27 +26,19 @@ latest as (
     where version_rank = 1
 ),
 
-parsed as (
+checked as (
     select
         latest.run_id,
         latest.legacy_id,
         latest.payload,
         latest.row_hash,
         latest.extracted_at,
-        {{ fourd_columns(fields, 'latest.payload') }}
+        {{- fourd_column_names(fields, 'parsed_fields') }}
+        parsed_fields.parse_errors
     from latest
-),
-
-checked as (
-    select
-        parsed.run_id,
-        parsed.legacy_id,
-        parsed.payload,
-        parsed.row_hash,
-        parsed.extracted_at,
-        {{- fourd_column_names(fields, 'parsed') }}
-        {{ fourd_parse_errors(fields, 'parsed.payload', 'parsed') }} as parse_errors
-    from parsed
+    cross join lateral (
+        {{ fourd_parsed_fields(fields, 'latest.payload') }}
+    ) as parsed_fields
 ),
 
 final as (
