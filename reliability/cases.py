@@ -239,11 +239,14 @@ def _child(code: str, conninfo: str, h: Harness) -> subprocess.Popen[bytes]:
         "REL_USER": USER,
         "REL_PW": PASSWORD,
     }
+    # Like the DAG's tasks, every client of the child shares one 4D session (one licence).
     prelude = (
         "import os\nfrom legacy_sync import pipeline\n"
         "from legacy_sync.fourd import FourDClient, FourDSettings\n"
+        "from legacy_sync.fourd.auth import MemorySessionStore\n"
+        "store = MemorySessionStore()\n"
         "client = lambda: FourDClient(FourDSettings(os.environ['REL_URL'], os.environ['REL_USER'],"
-        " os.environ['REL_PW'], page_size=100))\nconninfo = os.environ['REL_CONNINFO']\n"
+        " os.environ['REL_PW'], page_size=100), store=store)\nconninfo = os.environ['REL_CONNINFO']\n"
     )
     return subprocess.Popen([sys.executable, "-c", prelude + code], env=env, start_new_session=True)
 
