@@ -291,7 +291,7 @@ def _cached_date_encoder(blank_as_null: bool) -> Callable[[Any], Any]:
             return cache[v]
         except KeyError:
             wire = date_to_wire(v)
-            if len(cache) < 100_000:
+            if len(cache) < 8192:  # ~22 years of distinct dates; bounded so memory stays flat
                 cache[v] = wire
             return wire
 
