@@ -8,6 +8,7 @@ import tracemalloc
 from collections import Counter
 
 import httpx
+import pytest
 from sim_helpers import rest
 
 from legacy4d_simulator import Dataset
@@ -100,6 +101,7 @@ def test_dirty_knob_plants_documented_defects(make_server) -> None:
 SERVER_CODE = ("legacy4d_simulator", "starlette", "uvicorn", "h11", "httptools", "anyio", "asyncio")
 
 
+@pytest.mark.isolated
 def test_paging_a_million_row_table_keeps_memory_flat(make_server) -> None:
     """A 1M-row table read page by page across its keyspace: memory does not grow with pages served."""
     ds = Dataset.generate(1_700_000, seed=4)
