@@ -16,7 +16,6 @@ load and advance. ``summarize`` then fails the run so alerting sees it.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from typing import Any
 
@@ -33,8 +32,6 @@ from airflow.sdk import (
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
 from legacy_sync.registry import TABLE_NAMES
-
-log = logging.getLogger(__name__)
 
 LEGACY_4D_CONN_ID = "legacy_4d_default"
 POOL = "legacy_4d"
