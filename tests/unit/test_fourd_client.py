@@ -5,13 +5,14 @@ same behaviour against the simulator is in tests/integration."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import orjson
 import pytest
 
-from legacy_sync.fourd import FourDClient, FourDError, FourDSettings, LicenceExhaustedError
+from legacy_sync.fourd import FourDClient, FourDError, FourDSettings, LicenceExhaustedError, PagingError
 from legacy_sync.fourd.auth import MemorySessionStore
 from legacy_sync.fourd.client import Filter
 from legacy_sync.fourd.wire import params_json
@@ -67,19 +68,61 @@ def envelope(entities: list[dict[str, object]], count: int | None, **extra: obje
     return httpx.Response(200, content=orjson.dumps(body))
 
 
-def keyset_server(keys: list[int], cap: int | None = None) -> Callable[[httpx.Request], httpx.Response]:
-    """Serves ``keys`` honouring ``ProductID>:1`` + ``$top``, optionally capping pages."""
+def table_server(
+    rows: list[dict[str, Any]],
+    key: str = "ProductID",
+    *,
+    cap: int | None = None,
+    sort: bool = True,
+    key_type: str = "long",
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A 4D dataclass ``Products`` holding ``rows``: answers ``key>:1``, ``key>=:1`` and
+    ``key in :1`` filters, ``$orderby`` on the key (``sort=False``: a server that drops it and
+    answers in storage order) and ``$top``, optionally capping pages. Text compares as 4D
+    compares it, without regard to case."""
+
+    def comparable(value: Any) -> Any:
+        return value.casefold() if isinstance(value, str) else value
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/rest/$catalog/Products":
+            return httpx.Response(
+                200, json={"name": "Products", "attributes": [{"name": key, "type": key_type}]}
+            )
         q = params_of(request)
-        assert q.get("$orderby", '"ProductID asc"') == '"ProductID asc"'
-        after = orjson.loads(q["$params"].strip("'"))[0] if "$params" in q else None
-        remaining = [k for k in keys if after is None or k > after]
-        top = int(q["$top"])
-        page = remaining[: min(top, cap or top)]
-        return envelope([{"__KEY": str(k), "__STAMP": 1, "ProductID": k} for k in page], len(remaining))
+        params = orjson.loads(q["$params"].strip("'")) if "$params" in q else []
+        expression = q.get("$filter", "").strip('"')
+        selected = rows
+        if expression == f"{key}>:1":
+            selected = [r for r in rows if comparable(r[key]) > comparable(params[0])]
+        elif expression == f"{key}>=:1":
+            selected = [r for r in rows if comparable(r[key]) >= comparable(params[0])]
+        elif expression == f"{key} in :1":
+            wanted = {comparable(v) for v in params[0]}
+            selected = [r for r in rows if comparable(r[key]) in wanted]
+        else:
+            assert not expression, expression
+        if sort and "$orderby" in q:
+            assert q["$orderby"] == f'"{key} asc"'
+            selected = sorted(selected, key=lambda r: comparable(r[key]))  # stable: twins keep order
+        top = int(q.get("$top", 100))
+        page = selected[: min(top, cap or top)]
+        return envelope([{"__KEY": str(r[key]), "__STAMP": 1, **r} for r in page], len(selected))
 
     return handler
+
+
+def keyset_server(keys: list[int], cap: int | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    """Serves ``keys`` as ``Products`` records, optionally capping pages."""
+    return table_server([{"ProductID": k} for k in keys], cap=cap)
+
+
+def data_requests(fake: FakeFourD) -> list[dict[str, str]]:
+    return [params_of(r) for r in fake.requests if r.url.path == "/rest/Products"]
+
+
+def read_all(client: FourDClient, **kwargs: Any) -> list[Any]:
+    return [e["ProductID"] for p in client.iter_by_key("Products", "ProductID", **kwargs) for e in p.entities]
 
 
 def test_logs_in_once_and_shares_the_session_between_clients() -> None:
@@ -147,9 +190,129 @@ def test_a_server_ignoring_the_key_filter_is_detected() -> None:
     fake = FakeFourD(lambda r: envelope([{"__KEY": "1", "ProductID": 1}, {"__KEY": "2", "ProductID": 2}], 99))
     with (
         FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
-        pytest.raises(FourDError, match="ignored the key filter"),
+        pytest.raises(
+            PagingError, match=r"ignored the key filter \(asked ProductID >= 2, got ProductID 1\)"
+        ) as caught,
     ):
         list(client.iter_by_key("Products", "ProductID", page_size=2))
+    assert not caught.value.retryable
+
+
+def test_keyset_paging_rereads_the_boundary_record_and_yields_each_record_once() -> None:
+    fake = FakeFourD(keyset_server(list(range(1, 26))))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        pages = list(client.iter_by_key("Products", "ProductID", page_size=10))
+    assert [e["ProductID"] for p in pages for e in p.entities] == list(range(1, 26))
+    sent = data_requests(fake)
+    assert [q.get("$params") for q in sent] == [None, "'[10]'", "'[20]'"]
+    assert {q.get("$filter") for q in sent[1:]} == {'"ProductID>=:1"'}
+    assert [q["$top"] for q in sent] == ["10", "11", "11"]  # one record more: the boundary
+    # Completeness, page by page: count - reread is what was left, this page included.
+    assert [(p.count, p.reread, len(p.entities)) for p in pages] == [(25, 0, 10), (16, 1, 10), (6, 1, 5)]
+
+
+def test_a_twin_at_a_page_boundary_fails_with_the_duplicate_key() -> None:
+    # Two 4D records share ProductID 3; `ProductID > 3` after the first page would skip one.
+    rows = [{"ProductID": k, "Name": n} for k, n in [(1, "a"), (2, "b"), (3, "c"), (3, "twin"), (4, "d")]]
+    fake = FakeFourD(table_server(rows))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(PagingError) as caught,
+    ):
+        list(client.iter_by_key("Products", "ProductID", page_size=3))
+    message = str(caught.value)
+    assert "two records share the primary key ProductID = 3" in message
+    assert "duplicate primary keys in Products" in message and "make ProductID unique" in message
+    assert not caught.value.retryable
+
+
+def test_a_twin_inside_a_page_fails_too() -> None:
+    fake = FakeFourD(table_server([{"ProductID": k} for k in (1, 2, 2, 3)]))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(PagingError, match="share the primary key ProductID = 2"),
+    ):
+        list(client.iter_by_key("Products", "ProductID", page_size=10))
+
+
+@pytest.mark.parametrize(
+    "storage_order",
+    [list(range(30, 0, -1)), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 25, 13, 14, 15, 16, 17, 18, 19, 20]],
+    ids=["reversed", "one-record-out-of-place"],
+)
+def test_a_server_or_proxy_ignoring_orderby_is_detected(storage_order: list[int]) -> None:
+    fake = FakeFourD(table_server([{"ProductID": k} for k in storage_order], sort=False))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(PagingError) as caught,
+    ):
+        read_all(client, page_size=10)
+    message = str(caught.value)
+    assert "out of key order" in message and 'ignores $orderby="ProductID asc"' in message
+    assert "silently skips records" in message and "reach 4D unchanged" in message
+
+
+def test_keys_compare_as_numbers_even_when_only_key_arrives() -> None:
+    # Without the key attribute in $attributes only __KEY (text) tells the order: "10" > "9".
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(keyset_server(list(range(1, 13)))(request).content)
+        for entity in body["__ENTITIES"]:
+            del entity["ProductID"]
+        return httpx.Response(200, content=orjson.dumps(body))
+
+    fake = FakeFourD(handler)
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        pages = list(client.iter_by_key("Products", "ProductID", attributes=("Name",), page_size=5))
+    assert [e["__KEY"] for p in pages for e in p.entities] == [str(k) for k in range(1, 13)]
+    assert [q.get("$params") for q in data_requests(fake)] == [None, "'[5]'", "'[10]'"]  # numbers
+
+
+def test_text_keys_compare_as_4d_compares_text() -> None:
+    # 4D orders and filters text without regard to case: "apple" < "Banana" < "cherry".
+    rows = [{"Code": c} for c in ("apple", "Banana", "cherry", "Date", "elder")]
+    fake = FakeFourD(table_server(rows, key="Code", key_type="string"))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        got = [e["Code"] for p in client.iter_by_key("Products", "Code", page_size=2) for e in p.entities]
+        assert got == ["apple", "Banana", "cherry", "Date", "elder"]
+        # ...so "ABC" and "abc" are one key to a filter: twins.
+        fake.data = table_server([{"Code": c} for c in ("abc", "ABC", "b")], key="Code", key_type="string")
+        with pytest.raises(PagingError, match="Code = 'abc' and 'ABC', which 4D compares as equal"):
+            list(client.iter_by_key("Products", "Code", page_size=5))
+
+
+def test_a_server_ignoring_the_filter_on_text_keys_is_caught_too() -> None:
+    # Punctuation sorts by the server's collation, so this order is not checked; the boundary
+    # record served again at the end of the page still shows the filter was dropped.
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        assert len(calls) < 20, "paging never ends"
+        if request.url.path.startswith("/rest/$catalog"):
+            return httpx.Response(404)
+        return envelope([{"__KEY": c, "Code": c} for c in ("a-1", "a_2", "a.3")], 99)
+
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(FakeFourD(handler))) as client,
+        pytest.raises(PagingError, match=r"ignored the key filter \(asked Code >= 'a.3', got Code 'a-1'\)"),
+    ):
+        list(client.iter_by_key("Products", "Code", page_size=3))
+
+
+def test_paging_resumes_after_a_key() -> None:
+    fake = FakeFourD(keyset_server(list(range(1, 8))))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        assert read_all(client, page_size=3, after=3) == [4, 5, 6, 7]
+
+
+def test_a_server_capping_pages_at_one_record_fails_instead_of_looping() -> None:
+    fake = FakeFourD(keyset_server(list(range(1, 6)), cap=1))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(PagingError, match="caps pages at one record"),
+    ):
+        read_all(client, page_size=3)
+    assert len(data_requests(fake)) == 2
 
 
 def test_transient_errors_are_retried_honouring_retry_after() -> None:

@@ -4,6 +4,6 @@ Nothing here imports Airflow; ``legacy_sync.hook`` wraps it as an Airflow hook.
 """
 
 from legacy_sync.fourd.client import FourDClient, FourDSettings
-from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError
+from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError, PagingError
 
-__all__ = ["FourDClient", "FourDError", "FourDSettings", "LicenceExhaustedError"]
+__all__ = ["FourDClient", "FourDError", "FourDSettings", "LicenceExhaustedError", "PagingError"]

@@ -5,13 +5,17 @@ faults (429, 5xx without a query error, timeouts, dropped connections) with expo
 backoff that honours ``Retry-After``, and waits longer on HTTP 402 (no licence left) because
 licences free up only when other sessions go idle. Airflow's task retries sit on top for
 what outlasts these; httpx itself does not retry.
+
+Reads by key do not trust the server: every page must ascend strictly by key, with no key
+twice, and answer the filter (``legacy_sync.fourd.keys``); anything else is a
+:class:`PagingError`, never retried, rather than a table landed in part.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -20,7 +24,8 @@ import tenacity
 
 from legacy_sync.fourd.auth import FourDSessionAuth, MemorySessionStore, SessionStore
 from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError, error_from_response
-from legacy_sync.fourd.wire import Page, entity_key, params_json, parse_page
+from legacy_sync.fourd.keys import KeysetCheck, show, stuck
+from legacy_sync.fourd.wire import Page, params_json, parse_page
 
 log = logging.getLogger(__name__)
 
@@ -223,33 +228,54 @@ class FourDClient:
         page_size: int | None = None,
         after: Any = None,
     ) -> Iterator[Page]:
-        """Keyset paging: ``key > last`` sorted by key, so inserts and deletes while paging
-        neither shift nor repeat rows (``$skip`` over an unsorted selection does both).
+        """Keyset paging, checked: ``key >= last`` sorted by key, so inserts and deletes while
+        paging neither shift nor repeat rows (``$skip`` over an unsorted selection does both).
 
+        The server is not trusted. Each page must ascend strictly by key, so a server or proxy
+        that drops ``$orderby`` (which would land a fraction of the table) or sends a key twice
+        fails with a :class:`PagingError`, as does one that ignores the key filter.
+
+        Twins: a legacy table may hold two records with the same key, and ``key > last`` would
+        skip the second one at a page boundary. So each page after the first asks
+        ``key >= last`` with one more record than the page size: the boundary record comes
+        back first and is dropped (``Page.reread``), and a twin comes back next to it and fails
+        as a duplicate key. This costs one record per page and no extra request; counting the
+        boundary key (``key = last``) would cost a request per page. The re-read record also
+        checks the sort: an unsorted answer rarely starts with it. If the boundary record was
+        deleted meanwhile it is simply not there; a twin left alone by that very deletion is
+        the one case this cannot see.
+
+        ``after``: resume after this key (in the key's type; a record holding it is skipped).
         The end is an empty page or a page that holds the whole remaining selection
         (``__COUNT``); a short page alone is not trusted, since servers cap page sizes.
+        Completeness: the first page's ``count`` is the selection's size; each later page's
+        ``count - reread`` is what was left of it, this page included.
         """
         size = page_size or self.settings.page_size
+        what = f"read 4D {dataclass}"
+        check = KeysetCheck(what, dataclass, key)
         last = after
         while True:
             condition = where or Filter("")
+            top = size
             if last is not None:
-                condition = condition.and_(f"{key}>:1", last)
+                condition = condition.and_(f"{key}>=:1", last)
+                top = size + 1
             page = self.page(
-                dataclass, attributes=attributes, where=condition, order_by=f"{key} asc", top=size
+                dataclass, attributes=attributes, where=condition, order_by=f"{key} asc", top=top
             )
             if not page.entities:
                 return
-            first_key = entity_key(page.entities[0], key)
-            if last is not None and first_key is not None and _as_number(first_key) <= _as_number(last):
-                raise FourDError(
-                    f"read 4D {dataclass}: the server ignored the key filter ({key} > {last} returned "
-                    f"{first_key}); refusing to page on, it would repeat records forever"
-                )
-            yield page
-            last = _as_number(entity_key(page.entities[-1], key))
-            if page.count is not None and page.count <= len(page.entities):
+            fresh, reread = check.new_records(page.entities, last)
+            whole = page.count is not None and page.count <= len(page.entities)
+            if not fresh:  # only the boundary record came back
+                if whole or page.count is None:
+                    return
+                raise stuck(what, key, last, page.count, f"{key} >= {show(last)}, $top={top}")
+            yield replace(page, entities=fresh, reread=reread)
+            if whole:
                 return
+            last = check.last
 
     def iter_deleted(
         self, dataclass: str, stamp_from: int, stamp_to: int, page_size: int | None = None
@@ -270,13 +296,3 @@ class FourDClient:
             skip += len(page.entities)
             if page.count is not None and skip >= page.count:
                 return
-
-
-def _as_number(value: Any) -> Any:
-    """4D sends ``__KEY`` as a string even for numeric keys; compare numbers as numbers."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    return value

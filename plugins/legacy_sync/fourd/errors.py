@@ -35,6 +35,15 @@ class LicenceExhaustedError(FourDError):
     """HTTP 402: every 4D client licence is taken by other sessions."""
 
 
+class PagingError(FourDError):
+    """4D's answers break a guarantee that reading by key relies on: key order, unique keys,
+    the key filter.
+
+    Never retryable: asking again gets the same answer, and reading on would land part of a
+    table without any error. The message says what was seen, what it means and what to do.
+    """
+
+
 def parse_errors(response: httpx.Response) -> list[dict[str, object]]:
     """The ``__ERROR`` entries of a response, or an empty list if it has none or is not JSON."""
     try:

@@ -25,6 +25,10 @@ class Page:
     """``__COUNT``: size of the whole filtered selection, when the server sent it."""
     global_stamp: int | None
     """The server's current ``__GlobalStamp`` (None or 0 when change tracking is off)."""
+    reread: int = 0
+    """Records of this request's selection that an earlier page already passed on and that
+    were dropped from ``entities`` (reads by key re-read their boundary record to see its
+    twin): ``count - reread`` is what this request's selection holds that is new."""
 
 
 def _int_or_none(value: Any) -> int | None:
