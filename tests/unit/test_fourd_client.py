@@ -436,3 +436,95 @@ def test_values_reach_4d_only_as_placeholders() -> None:
 
 def test_settings_never_show_the_password() -> None:
     assert "s3cret" not in repr(settings())
+
+
+# -- reading by key -----------------------------------------------------------------------------
+def asked_keys(fake: FakeFourD) -> list[list[Any]]:
+    return [orjson.loads(q["$params"].strip("'"))[0] for q in data_requests(fake)]
+
+
+def test_get_records_asks_in_batches_with_in_and_params() -> None:
+    existing = [k for k in range(1, 3001) if k % 7]  # every 7th record is gone
+    fake = FakeFourD(table_server([{"ProductID": k} for k in existing]))
+    wanted = [str(k) for k in range(2500, 0, -1)] + [99999, 42]  # landed legacy_ids are text
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        pages = list(client.get_records("Products", "ProductID", wanted, attributes=("ProductID",)))
+    got = [e["ProductID"] for p in pages for e in p.entities]
+    assert got == [k for k in range(1, 2501) if k % 7]  # sorted, once each; gone ones absent
+    sent = data_requests(fake)
+    assert {q["$filter"] for q in sent} == {'"ProductID in :1"'}
+    assert {q["$orderby"] for q in sent} == {'"ProductID asc"'}
+    batches = asked_keys(fake)
+    assert [k for b in batches for k in b] == [*range(1, 2501), 99999]  # numbers, as 4D types them
+    assert all(len(b) <= 500 for b in batches) and len(batches) == 6
+    assert max(len(str(r.url)) for r in fake.requests) < 8192
+    assert len([r for r in fake.requests if r.url.path == "/rest/$catalog/Products"]) == 1
+
+
+def test_get_records_keeps_long_keys_under_the_url_limit() -> None:
+    codes = [f"PART-{i:05d}-{'x' * 60}" for i in range(400)]
+    fake = FakeFourD(table_server([{"Code": c} for c in codes], key="Code", key_type="string"))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        got = [e["Code"] for p in client.get_records("Products", "Code", codes) for e in p.entities]
+    assert got == codes
+    assert len(asked_keys(fake)) > 1 and max(len(str(r.url)) for r in fake.requests) < 8192
+
+
+def test_get_records_asks_again_when_the_server_cuts_a_batch_short() -> None:
+    fake = FakeFourD(table_server([{"ProductID": k} for k in range(1, 21)], cap=4))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        pages = list(client.get_records("Products", "ProductID", [1, 2, 3, 5, 8, 13, 21, 34]))
+    assert [e["ProductID"] for p in pages for e in p.entities] == [1, 2, 3, 5, 8, 13]
+    # The rest, plus the last record returned (5): its twin could hide past the cut.
+    assert asked_keys(fake) == [[1, 2, 3, 5, 8, 13, 21, 34], [5, 8, 13, 21, 34]]
+    assert [p.reread for p in pages] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "cap", "match"),
+    [
+        ([1, 2, 2, 3], None, "two records share the primary key ProductID = 2"),
+        ([1, 2, 3, 3, 4], 3, "two records share the primary key ProductID = 3"),  # twin past a cut
+    ],
+    ids=["twin", "twin-past-a-cut"],
+)
+def test_get_records_fails_on_a_twin(rows: list[int], cap: int | None, match: str) -> None:
+    fake = FakeFourD(table_server([{"ProductID": k} for k in rows], cap=cap))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(PagingError, match=match),
+    ):
+        list(client.get_records("Products", "ProductID", [1, 2, 3, 4]))
+
+
+def test_get_records_fails_when_4d_returns_keys_not_asked_for() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/rest/$catalog"):
+            return table_server([])(request)
+        return envelope([{"__KEY": str(k), "ProductID": k} for k in (1, 2, 3)], 3)  # filter dropped
+
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(FakeFourD(handler))) as client,
+        pytest.raises(PagingError) as caught,
+    ):
+        list(client.get_records("Products", "ProductID", [2, 3]))
+    assert str(caught.value).startswith(
+        'read 4D Products by key: 4D returned ProductID 1, which was not asked for ("ProductID in :1" '
+        "with 2 key(s), 2 to 3). The 4D server or a proxy in front of it ignores $filter or $params"
+    )
+
+
+def test_get_records_refuses_text_for_a_numeric_key() -> None:
+    fake = FakeFourD(table_server([{"ProductID": 1}]))
+    with (
+        FourDClient(settings(), None, httpx.MockTransport(fake)) as client,
+        pytest.raises(ValueError, match="'A-1' is not a number, but 4D's ProductID is numeric"),
+    ):
+        list(client.get_records("Products", "ProductID", [1, "A-1"]))
+    assert data_requests(fake) == []
+
+
+def test_collections_of_values_reach_4d_as_placeholders_too() -> None:
+    encoded = params_json([["O'Reilly", 'say "hi"', 3]])
+    assert encoded == '\'[["O\\u0027Reilly","say \\u0022hi\\u0022",3]]\''
+    assert orjson.loads(encoded.strip("'")) == [["O'Reilly", 'say "hi"', 3]]

@@ -1,4 +1,5 @@
-"""A client for 4D's REST server: session auth, classified retries, paging, tolerant parsing.
+"""A client for 4D's REST server: session auth, classified retries, checked paging and reads by
+key, tolerant parsing.
 
 Nothing here imports Airflow; ``legacy_sync.hook`` wraps it as an Airflow hook.
 """

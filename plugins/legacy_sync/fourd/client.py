@@ -7,14 +7,14 @@ licences free up only when other sessions go idle. Airflow's task retries sit on
 what outlasts these; httpx itself does not retry.
 
 Reads by key do not trust the server: every page must ascend strictly by key, with no key
-twice, and answer the filter (``legacy_sync.fourd.keys``); anything else is a
+twice, and hold only what was asked for (``legacy_sync.fourd.keys``); anything else is a
 :class:`PagingError`, never retried, rather than a table landed in part.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,8 +24,8 @@ import tenacity
 
 from legacy_sync.fourd.auth import FourDSessionAuth, MemorySessionStore, SessionStore
 from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError, error_from_response
-from legacy_sync.fourd.keys import KeysetCheck, show, stuck
-from legacy_sync.fourd.wire import Page, params_json, parse_page
+from legacy_sync.fourd.keys import NUMERIC_TYPES, KeyBatchCheck, KeyOrder, KeysetCheck, show, stuck
+from legacy_sync.fourd.wire import Page, encoded_length, params_json, parse_page
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ class FourDClient:
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
+        self._key_orders: dict[tuple[str, str], KeyOrder] = {}
 
     def __enter__(self) -> FourDClient:
         return self
@@ -277,6 +278,76 @@ class FourDClient:
                 return
             last = check.last
 
+    def get_records(
+        self,
+        dataclass: str,
+        key: str,
+        keys: Iterable[Any],
+        *,
+        attributes: tuple[str, ...] | None = None,
+        batch_size: int = 500,
+    ) -> Iterator[Page]:
+        """The records whose ``key`` is one of ``keys``, sorted by key, in pages.
+
+        One request per batch of up to ``batch_size`` keys, ``$filter="key in :1"`` with the
+        keys as ``$params``; batches also stay under ~4,000 URL characters of keys, well below
+        the 8 KB URL limit of common servers and proxies. ``keys`` may be numbers or text
+        (a landed ``legacy_id`` such as ``"42"``); they are sent in the key attribute's type
+        from 4D's catalog. Keys 4D does not return are simply absent: the record is gone.
+
+        The answer is checked like :meth:`iter_by_key`'s pages: sorted, each key at most once
+        (two records sharing a key fail as a duplicate key), nothing that was not asked for
+        (a server or proxy dropping the filter). A batch the server cuts short is asked again
+        for what is missing plus its last record, whose twin could otherwise hide past the cut.
+        """
+        what = f"read 4D {dataclass} by key"
+        wanted = list(keys)
+        if not wanted:
+            return
+        order = self._key_order(dataclass, key, what)
+        unique: dict[Any, Any] = {}
+        for raw in wanted:
+            try:
+                value = order.value(raw)
+            except ValueError as exc:
+                kind = "numeric" if order.numeric else "text"
+                raise ValueError(f"{what}: {exc}, but 4D's {key} is {kind}") from None
+            unique.setdefault(order.sort_key(value), value)
+        for batch in _batches([unique[s] for s in sorted(unique)], batch_size):
+            check = KeyBatchCheck(what, dataclass, key, order, batch)
+            while check.pending:
+                asked = check.next_request()
+                page = self.page(
+                    dataclass,
+                    attributes=attributes,
+                    where=Filter(f"{key} in :1", (asked,)),
+                    order_by=f"{key} asc",
+                    top=len(asked),
+                )
+                fresh = check.accept(page.entities, asked)
+                if not fresh:
+                    if page.entities and page.count is not None and page.count > len(page.entities):
+                        raise stuck(what, key, check.boundary, page.count, f"{key} in :1, {len(asked)} keys")
+                    break
+                yield replace(page, entities=fresh, reread=len(page.entities) - len(fresh))
+                if page.count is not None and page.count <= len(page.entities):
+                    break
+                # A short answer: ask again for the rest (without __COUNT, until nothing new comes).
+
+    def _key_order(self, dataclass: str, key: str, what: str) -> KeyOrder:
+        """Numbers or text, from 4D's catalog (read once per dataclass and client)."""
+        order = self._key_orders.get((dataclass, key))
+        if order is None:
+            attribute = self.attributes(dataclass).get(key)
+            if attribute is None:
+                raise FourDError(
+                    f"{what}: 4D's catalog of {dataclass} has no attribute {key}; check the name "
+                    "(case-sensitive) and that it is exposed as a REST resource."
+                )
+            order = KeyOrder(numeric=attribute.get("type") in NUMERIC_TYPES)
+            self._key_orders[(dataclass, key)] = order
+        return order
+
     def iter_deleted(
         self, dataclass: str, stamp_from: int, stamp_to: int, page_size: int | None = None
     ) -> Iterator[list[dict[str, Any]]]:
@@ -296,3 +367,22 @@ class FourDClient:
             skip += len(page.entities)
             if page.count is not None and skip >= page.count:
                 return
+
+
+MAX_KEYS_URL_CHARS = 4000
+"""URL characters one ``key in :1`` request may spend on its keys."""
+
+
+def _batches(values: list[Any], size: int) -> Iterator[list[Any]]:
+    """``values`` in order, cut every ``size`` values or :data:`MAX_KEYS_URL_CHARS` characters."""
+    batch: list[Any] = []
+    length = 0
+    for value in values:
+        cost = encoded_length(value) + 3  # and a percent-encoded comma
+        if batch and (len(batch) >= size or length + cost > MAX_KEYS_URL_CHARS):
+            yield batch
+            batch, length = [], 0
+        batch.append(value)
+        length += cost
+    if batch:
+        yield batch

@@ -17,12 +17,16 @@ from __future__ import annotations
 import operator
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 from legacy_sync.fourd.errors import PagingError
 from legacy_sync.fourd.wire import entity_key
+
+NUMERIC_TYPES = frozenset({"byte", "word", "long", "long64", "integer", "number", "float"})
+"""``$catalog`` attribute types whose values are JSON numbers."""
 
 _NUMBER_TYPES = frozenset({int, float})
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -141,6 +145,16 @@ def filter_ignored(what: str, key: str, boundary: Any, got: Any) -> PagingError:
     )
 
 
+def not_asked(what: str, key: str, got: Any, asked: list[Any]) -> PagingError:
+    span = f"{show(asked[0])} to {show(asked[-1])}" if len(asked) > 1 else show(asked[0])
+    return PagingError(
+        f'{what}: 4D returned {key} {show(got)}, which was not asked for ("{key} in :1" with '
+        f"{len(asked)} key(s), {span}). The 4D server or a proxy in front of it ignores $filter "
+        "or $params, so records read by key cannot be trusted. Check that requests reach 4D "
+        "unchanged (no rewriting proxy, no URL length limit below 8 KB), then run again."
+    )
+
+
 def missing_key(what: str, key: str, entity: dict[str, Any]) -> PagingError:
     names = ", ".join(list(entity)[:8]) or "none"
     return PagingError(
@@ -243,3 +257,43 @@ class KeysetCheck(_Keys):
         if len(keys) > reread:
             self.last = keys[-1][0]
         return entities[reread:], reread
+
+
+class KeyBatchCheck(_Keys):
+    """Checks the answers to one batch of ``key in :1``: only asked keys, each at most once.
+
+    A batch the server cuts short is asked again for the keys not yet returned plus the last
+    one returned, for the same reason keyset paging re-reads its boundary: that record's twin
+    would otherwise be cut off unseen.
+    """
+
+    def __init__(self, what: str, dataclass: str, key: str, order: KeyOrder, asked: Iterable[Any]) -> None:
+        super().__init__(what, dataclass, key, order)
+        self.pending = {order.sort_key(v): v for v in asked}
+        self._boundary: tuple[Any, Any] | None = None
+
+    @property
+    def boundary(self) -> Any:
+        """The last key returned so far (asked again with the rest of a cut-short batch)."""
+        return self._boundary[0] if self._boundary else None
+
+    def next_request(self) -> list[Any]:
+        """The keys to ask for next, in key order."""
+        assert self.order is not None
+        keys = dict(self.pending)
+        if self._boundary is not None:
+            keys[self._boundary[1]] = self._boundary[0]
+        return [keys[s] for s in sorted(keys)]
+
+    def accept(self, entities: list[dict[str, Any]], asked: list[Any]) -> list[dict[str, Any]]:
+        """The records of one answer not passed on before (a re-read boundary is dropped)."""
+        fresh = []
+        keys = self.ascending(entities)
+        for entity, (value, sort) in zip(entities, keys, strict=True):
+            if self.pending.pop(sort, None) is not None:
+                fresh.append(entity)
+            elif self._boundary is None or sort != self._boundary[1]:
+                raise not_asked(self.what, self.key, value, asked)
+        if keys:
+            self._boundary = keys[-1]
+        return fresh

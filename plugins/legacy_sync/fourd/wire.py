@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import orjson
 
@@ -90,7 +91,14 @@ def params_json(values: list[Any]) -> str:
     return "'[" + ",".join(_param_value(v) for v in values) + "]'"
 
 
+def encoded_length(value: Any) -> int:
+    """At most how many URL characters ``value`` takes inside a percent-encoded ``$params``."""
+    return len(quote_plus(_param_value(value), safe=""))
+
+
 def _param_value(value: Any) -> str:
+    if isinstance(value, list | tuple):  # `key in :1` takes a collection: [[1,2,3]]
+        return "[" + ",".join(_param_value(v) for v in value) + "]"
     if isinstance(value, str):
         out = []
         for ch in value:
