@@ -528,3 +528,104 @@ def test_collections_of_values_reach_4d_as_placeholders_too() -> None:
     encoded = params_json([["O'Reilly", 'say "hi"', 3]])
     assert encoded == '\'[["O\\u0027Reilly","say \\u0022hi\\u0022",3]]\''
     assert orjson.loads(encoded.strip("'")) == [["O'Reilly", 'say "hi"', 3]]
+
+
+# -- one bad value fails only its record --------------------------------------------------------
+def raw_page(*entities: bytes) -> bytes:
+    return b'{"__entityModel":"Products","__COUNT":%d,"__ENTITIES":[%s]}' % (
+        len(entities),
+        b",".join(entities),
+    )
+
+
+def page_of(body: bytes) -> list[dict[str, Any]]:
+    fake = FakeFourD(lambda r: httpx.Response(200, content=body))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        return client.page("Products").entities
+
+
+def test_a_lone_surrogate_fails_only_its_record() -> None:
+    entities = page_of(
+        raw_page(
+            b'{"__KEY":"1","ProductID":1,"Description":"ok \\ud83d\\ude00"}',  # a proper pair
+            b'{"__KEY":"2","ProductID":2,"Description":"abc\\ud800def","SKU":"\\udc00",'
+            b'"Extra":{"note":"ok","n\\udfff":[1,"\\ud801\\ud801"]}}',
+            b'{"__KEY":"3","ProductID":3,"Description":"fine","Price":12.5}',
+        )
+    )
+    assert entities[0] == {"__KEY": "1", "ProductID": 1, "Description": "ok \U0001f600"}
+    assert entities[1]["Description"] == "abc\ufffddef" and entities[1]["SKU"] == "\ufffd"
+    assert entities[1]["__value_issues"] == [
+        "Description holds an invalid character (a lone UTF-16 surrogate) at position 4",
+        "SKU holds an invalid character (a lone UTF-16 surrogate) at position 1",
+        "an attribute name in Extra holds an invalid character (a lone UTF-16 surrogate) at position 2",
+        "Extra.n\ufffd[1] holds an invalid character (a lone UTF-16 surrogate) at positions 1, 2",
+    ]
+    assert entities[1]["Extra"] == {"note": "ok", "n\ufffd": [1, "\ufffd\ufffd"]}
+    assert entities[2] == {"__KEY": "3", "ProductID": 3, "Description": "fine", "Price": 12.5}
+    orjson.dumps(entities)  # what landing does next
+
+
+def test_an_integer_wider_than_64_bits_is_kept_exact_as_text() -> None:
+    entities = page_of(
+        raw_page(
+            b'{"__KEY":"1","Price":123456789012345678901234567890,"Stock":9223372036854775808,'
+            b'"Extra":{"serials":[1,-9223372036854775809]}}',
+            b'{"__KEY":"2","Price":9223372036854775807,"Stock":-9223372036854775808,"Note":"1234567890123456789012"}',
+        )
+    )
+    assert entities[0]["Price"] == "123456789012345678901234567890"
+    assert entities[0]["Stock"] == "9223372036854775808"
+    assert entities[0]["Extra"] == {"serials": [1, "-9223372036854775809"]}
+    assert entities[0]["__value_issues"] == [
+        "Price holds an integer wider than 64 bits (123456789012345678901234567890)",
+        "Stock holds an integer wider than 64 bits (9223372036854775808)",
+        "Extra.serials[1] holds an integer wider than 64 bits (-9223372036854775809)",
+    ]
+    # int64's own bounds, and digits inside a string, are left alone.
+    assert entities[1] == {
+        "__KEY": "2",
+        "Price": 9223372036854775807,
+        "Stock": -9223372036854775808,
+        "Note": "1234567890123456789012",
+    }
+
+
+@pytest.mark.parametrize("pad", range(4))
+@pytest.mark.parametrize("long_floats", [0, 12], ids=["plain", "after-many-long-floats"])
+def test_wide_integers_are_found_wherever_they_sit(pad: int, long_floats: int) -> None:
+    # The digit test samples every 4th byte: try each alignment, and after many long floats
+    # (digit runs that look like candidates but are not 19 digits long).
+    noise = [b'{"__KEY":"%d","Cost":0.30000000000000004}' % i for i in range(long_floats)]
+    wide = b'{"__KEY":"w","Pad":"%s","Qty":9999999999999999999,"Max":999999999999999999}' % (b"x" * pad)
+    entities = page_of(raw_page(*noise, wide))
+    assert entities[-1]["Qty"] == "9999999999999999999" and entities[-1]["Max"] == 999999999999999999
+    assert entities[-1]["__value_issues"] == ["Qty holds an integer wider than 64 bits (9999999999999999999)"]
+    assert all(e["Cost"] == 0.30000000000000004 and "__value_issues" not in e for e in entities[:-1])
+
+
+def test_bytes_that_are_not_utf8_fail_only_their_record() -> None:
+    entities = page_of(
+        raw_page(b'{"__KEY":"1","City":"Caf\xe9 \xfc"}', b'{"__KEY":"2","City":"Z\xc3\xbcrich"}')
+    )
+    assert entities[0]["City"] == "Caf\ufffd \ufffd"
+    assert entities[0]["__value_issues"] == [
+        "City holds bytes that are not UTF-8 (0xE9, 0xFC) at positions 4, 6"
+    ]
+    assert entities[1] == {"__KEY": "2", "City": "Zürich"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"__COUNT":2,"__ENTITIES":[{"__KEY":"1"},{"__KEY":"2","Name":"cut sh',  # truncated
+        b'{"__COUNT":2,"__ENTITIES":[{"__KEY":"1","Serial":12345678901234567890123',  # truncated, slow path
+        b'{"__COUNT":1,"__ENTITIES":[{"__KEY":"1","Price":NaN}]}',
+        b"<html>Bad gateway</html>",
+    ],
+    ids=["truncated", "truncated-wide-number", "nan", "html"],
+)
+def test_a_body_that_is_not_json_still_fails(body: bytes) -> None:
+    with pytest.raises(FourDError, match="4D sent a body that is not JSON") as caught:
+        page_of(body)
+    assert caught.value.retryable  # a cut-off body is worth another try
