@@ -4,6 +4,7 @@ same behaviour against the simulator is in tests/integration."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -629,3 +630,43 @@ def test_a_body_that_is_not_json_still_fails(body: bytes) -> None:
     with pytest.raises(FourDError, match="4D sent a body that is not JSON") as caught:
         page_of(body)
     assert caught.value.retryable  # a cut-off body is worth another try
+
+
+# -- the server's today -------------------------------------------------------------------------
+def test_server_date_follows_the_date_header_of_the_latest_response() -> None:
+    dates = iter(["Sat, 31 Dec 2016 23:59:59 GMT", "Sun, 01 Jan 2017 00:00:01 GMT"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = envelope([], 0)
+        response.headers["Date"] = next(dates)
+        return response
+
+    fake = FakeFourD(handler)
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        client.page("Products")
+        assert client.server_date() == dt.date(2016, 12, 31)
+        client.page("Products")
+        assert client.server_date() == dt.date(2017, 1, 1)
+    assert len(data_requests(fake)) == 2  # no request of its own while answers come in
+
+
+def test_server_date_asks_the_catalog_when_nothing_was_read_yet() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/rest/$catalog"
+        return httpx.Response(
+            200, json={"dataClasses": []}, headers={"Date": "Tue, 03 Mar 2026 08:00:00 GMT"}
+        )
+
+    fake = FakeFourD(handler)
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        assert client.server_date() == dt.date(2026, 3, 3)
+        assert client.server_date() == dt.date(2026, 3, 3)
+    assert len([r for r in fake.requests if r.url.path == "/rest/$catalog"]) == 1
+
+
+def test_server_date_is_none_without_a_date_header() -> None:
+    fake = FakeFourD(lambda r: httpx.Response(200, json={"dataClasses": []}))
+    with FourDClient(settings(), None, httpx.MockTransport(fake)) as client:
+        assert client.server_date() is None
+        assert client.server_date() is None
+    assert len([r for r in fake.requests if r.url.path == "/rest/$catalog"]) == 1

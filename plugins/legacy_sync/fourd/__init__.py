@@ -1,5 +1,5 @@
 """A client for 4D's REST server: session auth, classified retries, checked paging and reads by
-key, tolerant parsing.
+key, tolerant parsing, the server's clock.
 
 Nothing here imports Airflow; ``legacy_sync.hook`` wraps it as an Airflow hook.
 """

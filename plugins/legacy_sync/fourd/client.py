@@ -8,14 +8,17 @@ what outlasts these; httpx itself does not retry.
 
 Reads by key do not trust the server: every page must ascend strictly by key, with no key
 twice, and hold only what was asked for (``legacy_sync.fourd.keys``); anything else is a
-:class:`PagingError`, never retried, rather than a table landed in part.
+:class:`PagingError`, never retried, rather than a table landed in part. Every response's
+``Date`` header is kept, so callers can ask for the server's today (:meth:`server_date`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -141,7 +144,10 @@ class FourDClient:
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             headers={"Accept": "application/json"},
             follow_redirects=False,
+            event_hooks={"response": [self._note_response]},
         )
+        self._answered = False
+        self._server_clock: str | None = None
         self._key_orders: dict[tuple[str, str], KeyOrder] = {}
 
     def __enter__(self) -> FourDClient:
@@ -153,6 +159,33 @@ class FourDClient:
     def close(self) -> None:
         # The session stays open on purpose: the next task or run reuses its licence.
         self._http.close()
+
+    # -- the server's clock -----------------------------------------------------------------
+    def _note_response(self, response: httpx.Response) -> None:
+        # Every response, logins and retried ones included, goes through here.
+        self._answered = True
+        clock = response.headers.get("Date")
+        if clock:
+            self._server_clock = clock
+
+    def server_date(self) -> dt.date | None:
+        """4D's today by its own clock: the date in the ``Date`` header of the most recent
+        response that had one (a ``$catalog`` read first if nothing was asked yet); None when
+        the server sends no usable ``Date``.
+
+        A date watermark must not move past this day, whatever the worker's clock says. The
+        header is in GMT, while 4D dates carry no time zone at all (they are the ERP users'
+        local days), so the two can differ by a day either way: callers keep a day of slack.
+        """
+        if not self._answered:
+            self.get_bytes("/rest/$catalog", what="read 4D $catalog (for the server's date)")
+        if self._server_clock is None:
+            return None
+        try:
+            return parsedate_to_datetime(self._server_clock).date()
+        except (TypeError, ValueError):
+            log.warning("4D sent a Date header that is not an HTTP date: %r", self._server_clock)
+            return None
 
     # -- raw requests -----------------------------------------------------------------------
     def get_bytes(self, path: str, params: dict[str, str] | None = None, *, what: str | None = None) -> bytes:
