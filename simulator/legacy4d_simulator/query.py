@@ -12,7 +12,7 @@ import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from legacy4d_simulator import errors
@@ -35,6 +35,11 @@ class RangeSel:
 
     def __getitem__(self, i: int) -> int:
         return self.keys[self.hi - 1 - i] if self.desc else self.keys[self.lo + i]
+
+    def __iter__(self) -> Iterator[int]:
+        # Without it, iteration would fall back to __getitem__ until IndexError, i.e. run past
+        # ``hi`` to the end of the key array (a PK bound AND a residual predicate saw too much).
+        return (self[i] for i in range(len(self)))
 
 
 class Shuffled:

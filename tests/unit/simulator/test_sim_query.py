@@ -111,3 +111,18 @@ def test_item18_distinct_compute_asarray(aw: httpx.Client) -> None:
     assert isinstance(arr, list)
     assert arr[0]["__KEY"] == {"OrderID": 43659, "__STAMP": 1}
     assert arr[0]["lines"] == {"__COUNT": 12}
+
+
+def test_key_range_and_residual_predicate_stay_within_the_range(make_server) -> None:
+    """A PK bound ANDed with another condition keeps the bound (the range view stops at its end)."""
+    sim = make_server()
+    with rest(sim) as c:
+        ids = [
+            e["ProductID"]
+            for e in c.get(
+                "/Products",
+                params={"$filter": '"ProductID<=5 AND ProductName!=null"', "$attributes": "ProductID"},
+            ).json()["__ENTITIES"]
+        ]
+        assert sorted(ids) == [1, 2, 3, 4, 5]
+        assert count(c, "Products", '"ProductID>3 AND ProductID<=6 AND SKU!=null"') == 3
