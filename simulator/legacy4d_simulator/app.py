@@ -124,6 +124,7 @@ class Simulator:
         self.faults = faults or FaultController()
         self.stats = stats or Stats()
         self.stats.active_sessions_fn = self.sessions.active
+        self.faults.fired_counts = self.stats.faults_fired
         self.faults.on_expire = self.sessions.expire_all
         self.engine = QueryEngine()
         self.uniq_id = secrets.token_hex(16).upper()
@@ -353,8 +354,9 @@ class Simulator:
 
     # -- catalog / info ------------------------------------------------------------------------
     def _exposed(self) -> list[TableSchema]:
-        out = [t.schema for name, t in self.ds.tables.items() if name not in self.cfg.hidden_tables]
-        if self.cfg.change_tracking and DELETED_RECORDS not in self.cfg.hidden_tables:
+        hidden = self.cfg.hidden_tables | self.faults.hidden_tables()
+        out = [t.schema for name, t in self.ds.tables.items() if name not in hidden]
+        if self.cfg.change_tracking and DELETED_RECORDS not in hidden:
             out.append(DELETED_SCHEMA)
         return out
 
@@ -531,19 +533,24 @@ class Simulator:
         self, t: Table, q: Mapping[str, str], filter_text: str | None = None, orderby_text: str | None = None
     ) -> Any:
         filter_text = q.get("$filter") if filter_text is None else filter_text
-        orderby_text = q.get("$orderby") if orderby_text is None else orderby_text
+        shuffle = self.cfg.shuffle_unsorted
+        if orderby_text is None:
+            orderby_text = q.get("$orderby")
+            if orderby_text and self.faults.fire("ignore_orderby", t.schema.name):
+                # The fault's point is visible disorder, even where unsorted means key order.
+                orderby_text, shuffle = "", True
         plan = self._plan(t, filter_text, q.get("$params"))
         orderby = (
             parse_orderby(strip_quotes(orderby_text, '"'), t, tracked=tracked(self.cfg, t.schema.name))
             if orderby_text
             else []
         )
-        key = (t.schema.name, filter_text, q.get("$params"), orderby_text, self.ds.global_stamp)
+        key = (t.schema.name, filter_text, q.get("$params"), orderby_text, shuffle, self.ds.global_stamp)
         return self.engine.select(
-            t, plan, orderby, shuffle=self.cfg.shuffle_unsorted, cache_key=key, row_filter=self._row_filter(t)
+            t, plan, orderby, shuffle=shuffle, cache_key=key, row_filter=self._row_filter(t)
         )
 
-    def _page(self, q: Mapping[str, str]) -> tuple[int, int]:
+    def _page(self, table: str, q: Mapping[str, str]) -> tuple[int, int]:
         def num(name: str) -> int | None:
             raw = q.get(name)
             if raw is None or raw == "":
@@ -558,10 +565,9 @@ class Simulator:
             top = num("$limit")
         if top is None:
             top = self.cfg.default_top
-        for cap in (self.cfg.max_page_size, self.faults.page_cap()):
-            if cap is not None:
-                top = min(top, cap)
-        return num("$skip") or 0, top
+        if self.cfg.max_page_size is not None:
+            top = min(top, self.cfg.max_page_size)
+        return num("$skip") or 0, self.faults.page_cap(table, top)
 
     def _attr_list(self, t: Table, path_attrs: str | None, q: Mapping[str, str]) -> list[str] | None:
         raw = q.get("$attributes")
@@ -615,7 +621,7 @@ class Simulator:
     def collection(self, t: Table, path_attrs: str | None, q: Mapping[str, str]) -> Response:
         """An entity collection page (optionally also saved as an entity set)."""
         sel = self._selection(t, q)
-        skip, top = self._page(q)
+        skip, top = self._page(t.schema.name, q)
         enc = self._encoder(t, self._attr_list(t, path_attrs, q), q)
         set_uri = None
         if q.get("$method", "").lower() == "entityset":
@@ -679,7 +685,7 @@ class Simulator:
             members = set(k for k in keys if t.contains(k))
             sel = self._selection(t, q)
             keys = array("q", (sel[i] for i in range(len(sel)) if sel[i] in members))
-        skip, top = self._page(q)
+        skip, top = self._page(t.schema.name, q)
         enc = self._encoder(t, self._attr_list(t, path_attrs, q), q)
         entities = [enc.entity_or_placeholder(keys[i]) for i in range(skip, min(len(keys), skip + top))]
         if enc.as_array:
@@ -726,7 +732,7 @@ class Simulator:
                 return self._single(target, v, self._attr_list(target, None, q), q)
             fk = target.schema.index[rel.fk]
             children = array("q", (c for c in target.keys if target.row(c)[fk] == key))
-            skip, top = self._page(q)
+            skip, top = self._page(rel.target, q)
             enc = self._encoder(target, self._attr_list(target, None, q), q)
             ents = [enc.entity(children[i]) for i in range(skip, min(len(children), skip + top))]
             return _json(
