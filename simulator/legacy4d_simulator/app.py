@@ -6,6 +6,7 @@ dataset lock so that a page is a consistent snapshot while tests mutate data fro
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import time
@@ -34,7 +35,7 @@ from legacy4d_simulator.encoding import (
     tracked,
 )
 from legacy4d_simulator.entitysets import EntitySetStore
-from legacy4d_simulator.faults import FaultController, FaultMiddleware, Stats
+from legacy4d_simulator.faults import RAW_SEND, FaultController, FaultMiddleware, Stats
 from legacy4d_simulator.filters import Compiler, parse, strip_quotes
 from legacy4d_simulator.query import QueryEngine, parse_orderby, sort_value
 from legacy4d_simulator.schema import (
@@ -47,6 +48,7 @@ from legacy4d_simulator.schema import (
     TableSchema,
 )
 from legacy4d_simulator.sessions import Session, SessionManager
+from legacy4d_simulator.values import Clock
 
 _KNOWN_PARAMS = frozenset(
     {
@@ -129,6 +131,19 @@ class Simulator:
         self.engine = QueryEngine()
         self.uniq_id = secrets.token_hex(16).upper()
         self._counts_cache: dict[tuple, tuple[int, Counter]] = {}
+        if self.cfg.balancer_cookie is not None and self.cfg.balancer_cookie == self.cfg.cookie_name:
+            raise ValueError("balancer_cookie must differ from the 4D session cookie_name")
+        # The datastore saves by the server machine's clock; the last server built on a dataset
+        # owns it.
+        self.clock = Clock(self.cfg.clock_offset_days)
+        dataset.clock = self.clock
+
+    def set_clock(
+        self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None
+    ) -> None:
+        """Move the server's clock (``Date`` header, ``__TIMESTAMP`` and ModifiedDate/Time of saves)
+        to ``when``, or ``offset_days`` off real time; neither: back to real time."""
+        self.clock.set(when, offset_days=offset_days)
 
     # -- ASGI ----------------------------------------------------------------------------------
     def asgi(self) -> Any:
@@ -140,8 +155,9 @@ class Simulator:
             Route("/_sim/stats/reset", self.sim_stats_reset, methods=["POST"]),
             Route("/_sim/faults", self.sim_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/mutate", self.sim_mutate, methods=["POST"]),
+            Route("/_sim/clock", self.sim_clock, methods=["GET", "POST"]),
         ]
-        return FaultMiddleware(Starlette(routes=routes), self.faults, self.stats)
+        return ResponseHeaders(FaultMiddleware(Starlette(routes=routes), self.faults, self.stats), self)
 
     # -- control endpoints ---------------------------------------------------------------------
     def _control_ok(self, request: Request) -> bool:
@@ -181,6 +197,24 @@ class Simulator:
             except (KeyError, ValueError, TypeError) as exc:
                 return _json({"error": str(exc)}, 400)
         return _json({"faults": self.faults.active()})
+
+    async def sim_clock(self, request: Request) -> Response:
+        """``GET`` the server's time; ``POST {"now": ISO}`` / ``{"offset_days": n}`` / ``{}`` moves it."""
+        if not self._control_ok(request):
+            return _json({"error": "bad control token"}, 403)
+        if request.method == "POST":
+            body = orjson.loads(await request.body() or b"{}")
+            try:
+                when = dt.datetime.fromisoformat(body["now"]) if body.get("now") else None
+                self.set_clock(when, offset_days=body.get("offset_days"))
+            except (ValueError, TypeError) as exc:
+                return _json({"error": str(exc)}, 400)
+        return _json(
+            {
+                "now": self.clock.now().isoformat(),
+                "offset_days": self.clock.offset / dt.timedelta(days=1),
+            }
+        )
 
     async def sim_mutate(self, request: Request) -> Response:
         if not self._control_ok(request):
@@ -292,10 +326,10 @@ class Simulator:
         if path.startswith("$catalog"):
             self._session(request, ctx, descriptive=True)
             return self.catalog(path)
-        if path == "$directory/logout" and self.cfg.legacy_quirks:
-            s = self.sessions.lookup(request.cookies.get(self.cfg.cookie_name))
-            if s is not None:
-                self._drop_session(s)
+        if path == "$directory/logout" and self.cfg.logout_endpoint:
+            # Wakanda-era pages document GET; POST is accepted too. The licence is freed now
+            # instead of after the idle timeout; without a live session there is nothing to end.
+            self.sessions.end(request.cookies.get(self.cfg.cookie_name))
             return _json({"result": True})
         for name in ctx.q:
             if name.startswith("$") and name not in _KNOWN_PARAMS:
@@ -314,11 +348,6 @@ class Simulator:
         table = self._table(m["dc"])
         with self.ds.lock:
             return self.data(request, table, m, ctx)
-
-    def _drop_session(self, s: Session) -> None:
-        # A logout frees the licence (only legacy servers document $directory/logout).
-        s.idle_seconds = -1
-        self.sessions.lookup(s.id)
 
     async def authentify(self, request: Request, ctx: Ctx) -> Response:
         """Force-login entry point: ``POST /rest/$catalog/authentify`` with ``[{"name","password"}]``.
@@ -796,6 +825,37 @@ class Simulator:
         if op not in result:
             raise errors.RestError(500, (1817, f'"{op}" cannot be computed on "{attr}"'))
         return _json(result[op])
+
+
+class ResponseHeaders:
+    """Headers every response carries: ``Date`` from the simulator's clock, and the balancer cookie.
+
+    uvicorn's own ``date`` header is switched off (``SimulatorServer``) so there is exactly one,
+    and it tells the simulated server machine's time, not the test machine's.
+    """
+
+    def __init__(self, app: Any, sim: Simulator) -> None:
+        self.app = app
+        self.sim = sim
+        name = sim.cfg.balancer_cookie
+        self.cookie = f"{name}=node1; Path=/".encode() if name else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", self.sim.clock.http_date().encode()))
+                if self.cookie is not None:
+                    headers.append((b"set-cookie", self.cookie))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        scope[RAW_SEND] = send
+        await self.app(scope, receive, with_headers)
 
 
 def default_entity_attributes(cfg: SimulatorConfig, schema: TableSchema) -> list[str]:

@@ -3,7 +3,8 @@
 Storage is an immutable *base* (CSV rows in a dict, or the lazy :class:`Generator`) plus an
 *overlay* of mutated rows, so a 5-million-record dataset holds only its sorted key arrays.
 Every save stamps the record like 4D does: ``__STAMP`` + 1, ``__GlobalStamp`` = the datastore's
-counter (which then increments), ``__TIMESTAMP`` = now; a delete appends a ``__DeletedRecords`` row.
+counter (which then increments), ``__TIMESTAMP`` = now by the server's :class:`Clock`; a delete
+appends a ``__DeletedRecords`` row.
 
 Base records get ``__STAMP`` 1 and ``__GlobalStamp`` = their load position (tables loaded in
 schema order, keys ascending), so the base part of the ``__GlobalStamp`` index is arithmetic.
@@ -33,7 +34,7 @@ from legacy4d_simulator.schema import (
     WORD,
     TableSchema,
 )
-from legacy4d_simulator.values import BLANK_DATE, WireValue, coerce_date, iso_timestamp, now_timestamp
+from legacy4d_simulator.values import BLANK_DATE, Clock, WireValue, coerce_date, iso_timestamp
 
 Meta = tuple[int, int, str | None]
 """(``__STAMP``, ``__GlobalStamp``, ``__TIMESTAMP`` or None = derive from ModifiedDate/Time)."""
@@ -168,6 +169,8 @@ class Dataset:
         self.source = source
         self.generator = generator
         self.lock = threading.RLock()
+        self.clock = Clock()
+        """The server machine's clock for saves (a :class:`SimulatorServer` installs its own)."""
         self.global_stamp = sum(len(t.base_keys) for t in tables.values()) + 1
         self.deleted = Table(DELETED_SCHEMA, (), lambda k: (), 0)
         self._deleted_rows: dict[int, tuple] = {}
@@ -285,7 +288,7 @@ class Dataset:
             assert f is not None
             row[schema.index[name]] = _coerce(f.type, value)
         # 4D applications maintain these on every save (schema doc); honour explicit values.
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock.now()
         if "ModifiedDate" in schema.index and "ModifiedDate" not in changes:
             row[schema.index["ModifiedDate"]] = now.date()
         if "ModifiedTime" in schema.index and "ModifiedTime" not in changes:
@@ -298,7 +301,7 @@ class Dataset:
         gs = self.global_stamp
         self.global_stamp += 1
         t.overlay[key] = row
-        t.meta[key] = (stamp, gs, now_timestamp())
+        t.meta[key] = (stamp, gs, self.clock.timestamp())
         t.change_gs.append(gs)
         t.change_key.append(key)
         t.version += 1
@@ -354,7 +357,7 @@ class Dataset:
             stamp = self.global_stamp
             self.global_stamp += 1
             t.overlay[key] = None
-            t.meta[key] = (0, stamp, now_timestamp())
+            t.meta[key] = (0, stamp, self.clock.timestamp())
             t.version += 1
             d = self.deleted
             dkey = d.keys[-1] + 1 if len(d.keys) else 1

@@ -56,6 +56,8 @@ KINDS = (
     "refuse_table",
     "ignore_orderby",
 )
+RAW_SEND = "legacy4d.raw_send"
+"""Scope key of the server's own ``send``: its bound method reaches the transport (see _drop)."""
 # Kinds the application asks about while answering (see FaultController.fire / page_cap).
 _APP_KINDS = frozenset({"page_cap", "ignore_orderby"})
 _ORDER = {
@@ -335,7 +337,7 @@ class FaultMiddleware:
                 await send({"type": "http.response.body", "body": b"Service Unavailable"})
                 return
             elif rule.kind == "drop_connection":
-                await _drop(send, truncate=p.get("mode") == "truncate")
+                await _drop(send, scope.get(RAW_SEND, send), truncate=p.get("mode") == "truncate")
                 return
         await self.app(scope, receive, counting_send)
 
@@ -355,13 +357,14 @@ async def _send_error(send: Any, err: errors.RestError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drop(send: Any, *, truncate: bool) -> None:
+async def _drop(send: Any, raw_send: Any, *, truncate: bool) -> None:
     """Close the client connection without a (complete) response.
 
-    uvicorn hands the app its per-request cycle's bound ``send``; the cycle owns the transport.
-    Marking the cycle disconnected stops uvicorn from answering a 500 on the aborted socket.
+    uvicorn hands the app its per-request cycle's bound ``send`` (``raw_send``, before any
+    middleware wrapped it); the cycle owns the transport. Marking the cycle disconnected stops
+    uvicorn from answering a 500 on the aborted socket.
     """
-    cycle = getattr(send, "__self__", None)
+    cycle = getattr(raw_send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if truncate:
         await send(

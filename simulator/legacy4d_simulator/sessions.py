@@ -99,6 +99,11 @@ class SessionManager:
                 raise errors.max_sessions()
             s.licensed = True
 
+    def end(self, sid: str | None) -> bool:
+        """End one session now (logout), freeing its licence. False when it was not live."""
+        with self._lock:
+            return bool(sid) and self._sessions.pop(sid, None) is not None
+
     def expire_all(self) -> int:
         """Drop every session (server restart / idle expiry fault). Returns how many."""
         with self._lock:

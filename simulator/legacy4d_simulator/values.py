@@ -8,6 +8,7 @@ milliseconds since midnight.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 from typing import Any
 
 
@@ -101,7 +102,38 @@ def iso_timestamp(day: Any, ms: int | None) -> str:
     return f"{iso}T{h % 24:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
 
 
-def now_timestamp() -> str:
-    """The current time as a 4D ``__TIMESTAMP`` string."""
-    now = dt.datetime.now(dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+class Clock:
+    """The simulated server machine's clock: real UTC time moved by an offset.
+
+    4D stamps saves (``__TIMESTAMP``; the ERP's ``ModifiedDate``/``ModifiedTime``) and its HTTP
+    ``Date`` header from the server machine's clock, which need not agree with the client's (skew,
+    another day, a wrong year); moving it lets tests provoke those cases.
+    """
+
+    def __init__(self, offset_days: float = 0) -> None:
+        self.offset = dt.timedelta(days=offset_days)
+
+    def now(self) -> dt.datetime:
+        """The server's current time (aware, UTC)."""
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def set(self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None) -> None:
+        """Move the clock to ``when`` (it keeps running from there; naive = UTC, a date = its
+        midnight), or ``offset_days`` away from real time; neither: back to real time."""
+        if when is not None:
+            if not isinstance(when, dt.datetime):
+                when = dt.datetime(when.year, when.month, when.day)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            self.offset = when - dt.datetime.now(dt.UTC)
+        else:
+            self.offset = dt.timedelta(days=offset_days or 0)
+
+    def timestamp(self) -> str:
+        """The current time as a 4D ``__TIMESTAMP`` string."""
+        now = self.now()
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+    def http_date(self) -> str:
+        """The current time as an HTTP ``Date`` header value (RFC 9110 IMF-fixdate)."""
+        return email.utils.format_datetime(self.now(), usegmt=True)
