@@ -48,7 +48,7 @@ from legacy4d_simulator.schema import (
     TableSchema,
 )
 from legacy4d_simulator.sessions import Session, SessionManager
-from legacy4d_simulator.values import Clock
+from legacy4d_simulator.values import Clock, WireValue
 
 _KNOWN_PARAMS = frozenset(
     {
@@ -530,6 +530,7 @@ class Simulator:
             tracked=tracked(self.cfg, t.schema.name),
             strict_dates=self.cfg.strict_dates,
             resolve_relation=self._relation_resolver(t),
+            opaque=t.wire_fields,
         )
         return comp.plan(parse(text))
 
@@ -790,7 +791,9 @@ class Simulator:
         if f is None:
             raise errors.attribute_not_found(attr, t.schema.name)
         value = strip_quotes(strip_quotes(value, '"'), "'")
-        plan = Compiler(t.schema, [value], tracked=False, strict_dates=False).plan(parse(f"{attr} === :1"))
+        plan = Compiler(t.schema, [value], tracked=False, strict_dates=False, opaque=t.wire_fields).plan(
+            parse(f"{attr} === :1")
+        )
         sel = self.engine.select(t, plan, [(t.schema.key, False)], shuffle=False)
         if not len(sel):
             raise errors.entity_not_found(t.schema.name, value)
@@ -804,6 +807,8 @@ class Simulator:
         i = t.schema.index[attr]
         sel = self._selection(t, {k: v for k, v in q.items() if k != "$orderby"})
         values = [t.row(sel[j])[i] for j in range(len(sel))]
+        if attr in t.wire_fields:
+            values = [None if isinstance(v, WireValue) else v for v in values]
         enc = EntityEncoder(self.ds, t, self.cfg, [attr])
         wire = enc.attrs[0].get
         if q.get("$distinct", "").lower() == "true":

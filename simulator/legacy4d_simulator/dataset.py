@@ -36,6 +36,9 @@ from legacy4d_simulator.schema import (
 )
 from legacy4d_simulator.values import BLANK_DATE, Clock, WireValue, coerce_date, iso_timestamp
 
+SYSTEM_WIRE_KEYS = frozenset({"__KEY", "__TIMESTAMP", "__STAMP"})
+"""System keys a save may override on the wire (WireValue/RawJson; None stops overriding)."""
+
 Meta = tuple[int, int, str | None]
 """(``__STAMP``, ``__GlobalStamp``, ``__TIMESTAMP`` or None = derive from ModifiedDate/Time)."""
 
@@ -57,6 +60,10 @@ class Table:
         self.change_gs = array("q")
         self.change_key = array("q")
         self.version = 0
+        # Wire-level oddities, empty unless a test plants some: system keys served as given per
+        # record, and the fields that ever held a WireValue (queries read those as NULL).
+        self.wire_system: dict[int, dict[str, WireValue]] = {}
+        self.wire_fields: set[str] = set()
         keys = base_keys
         self._base_first = keys.start if isinstance(keys, range) and keys.step == 1 else None
         self._md = schema.index.get("ModifiedDate")
@@ -159,6 +166,26 @@ def _coerce(typ: str, value: Any) -> Any:
     if typ == BOOL:
         return value if isinstance(value, bool) else str(value).lower() in ("true", "1")
     return value if isinstance(value, (str, dict, list)) else str(value)
+
+
+def _split_system(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate field changes from wire overrides of system keys (``__KEY``, ...)."""
+    system = {k: v for k, v in changes.items() if k in SYSTEM_WIRE_KEYS}
+    for k, v in system.items():
+        if v is not None and not isinstance(v, WireValue):
+            raise ValueError(f"{k} can only be given as a WireValue or RawJson (None: stop overriding)")
+    return {k: v for k, v in changes.items() if k not in SYSTEM_WIRE_KEYS}, system
+
+
+def _apply_wire(t: Table, key: int, changes: Mapping[str, Any], system: Mapping[str, Any]) -> None:
+    t.wire_fields.update(n for n, v in changes.items() if isinstance(v, WireValue))
+    if not system:
+        return
+    merged = {k: v for k, v in {**t.wire_system.get(key, {}), **system}.items() if v is not None}
+    if merged:
+        t.wire_system[key] = merged
+    else:
+        t.wire_system.pop(key, None)
 
 
 class Dataset:
@@ -314,6 +341,7 @@ class Dataset:
             KeyError: unknown table or field.
             ValueError: the key already exists.
         """
+        record, system = _split_system(record)
         with self.lock:
             t = self.tables[table]
             pk = t.schema.key
@@ -325,14 +353,20 @@ class Dataset:
             i = bisect_left(t.keys, key)
             t.keys.insert(i, key)
             self._save(t, key, tuple(row), 1)
+            _apply_wire(t, key, record, system)
             return key
 
     def update(self, table: str, key: int, changes: Mapping[str, Any]) -> None:
         """Change fields of a live record (the primary key cannot change).
 
+        ``changes`` may also hold ``__KEY``, ``__TIMESTAMP`` or ``__STAMP`` as a
+        :class:`WireValue`/:class:`RawJson`: the record's system key is then served as given
+        (until set to None), e.g. ``{"__KEY": RawJson('"12\\u0000"')}``; so may :meth:`insert`.
+
         Raises:
             KeyError: unknown table, field, or record.
         """
+        changes, system = _split_system(changes)
         with self.lock:
             t = self.tables[table]
             if not t.contains(key):
@@ -341,6 +375,7 @@ class Dataset:
                 raise ValueError("the primary key cannot change")
             row = self._build(t.schema, t.row(key), changes)
             self._save(t, key, tuple(row), t.meta_of(key)[0] + 1)
+            _apply_wire(t, key, changes, system)
 
     def delete(self, table: str, key: int) -> None:
         """Delete a live record and log it in ``__DeletedRecords`` like 4D change tracking.
@@ -358,6 +393,7 @@ class Dataset:
             self.global_stamp += 1
             t.overlay[key] = None
             t.meta[key] = (0, stamp, self.clock.timestamp())
+            t.wire_system.pop(key, None)
             t.version += 1
             d = self.deleted
             dkey = d.keys[-1] + 1 if len(d.keys) else 1

@@ -269,6 +269,10 @@ class EntityEncoder:
         for a in self.attrs:
             value = a.get(key, row, meta)
             out[a.name] = value.value if isinstance(value, WireValue) else value
+        wire = t.wire_system.get(key)
+        if wire:  # planted system keys replace the real ones in place
+            for name, value in wire.items():
+                out[name] = value.value
         return out
 
     def entity_or_placeholder(self, key: int) -> dict[str, Any]:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from legacy4d_simulator import errors
 from legacy4d_simulator.schema import BOOL, DATE, GLOBAL_STAMP, NUMERIC_TYPES, TableSchema
-from legacy4d_simulator.values import BLANK_DATE, parse_date
+from legacy4d_simulator.values import BLANK_DATE, WireValue, parse_date
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -215,7 +215,10 @@ class Compiler:
         tracked: bool,
         strict_dates: bool,
         resolve_relation: Callable[[str, str], tuple[TableSchema, Callable[[int], Any]] | None] | None = None,
+        opaque: Collection[str] = (),
     ) -> None:
+        self.opaque = opaque
+        """Fields that may hold WireValues: the query engine reads those values as NULL."""
         self.schema = schema
         self.params = params
         self.tracked = tracked
@@ -279,6 +282,8 @@ class Compiler:
         if f is not None:
             i = schema.index[attr]
             self.needs_row = True
+            if attr in self.opaque:
+                return f.type, lambda k, r, m: None if isinstance(v := r[i], WireValue) else v
             return f.type, lambda k, r, m: r[i]
         if "." in attr and self.resolve_relation:
             rel, _, sub = attr.partition(".")

@@ -19,7 +19,7 @@ from legacy4d_simulator import errors
 from legacy4d_simulator.dataset import Table
 from legacy4d_simulator.filters import Plan, fold
 from legacy4d_simulator.schema import BOOL, DATE, GLOBAL_STAMP, NUMERIC_TYPES
-from legacy4d_simulator.values import BLANK_DATE
+from legacy4d_simulator.values import BLANK_DATE, WireValue
 
 _BIG = 1 << 62
 
@@ -211,6 +211,17 @@ class QueryEngine:
                 getters.append((lambda k, r: (1, t.meta_of(k)[1]), desc))
             elif name == t.schema.key:
                 getters.append((lambda k, r: (1, k), desc))
+            elif name in t.wire_fields:  # WireValues sort as NULL
+                i = t.schema.index[name]
+                typ = t.schema.fields[i].type
+                getters.append(
+                    (
+                        lambda k, r, i=i, typ=typ: sort_value(
+                            typ, None if isinstance(r[i], WireValue) else r[i]
+                        ),
+                        desc,
+                    )
+                )
             else:
                 i = t.schema.index[name]
                 typ = t.schema.fields[i].type

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 from typing import Any
+
+import orjson
 
 
 class _BlankDate:
@@ -38,7 +41,8 @@ class WireValue:
 
     Real legacy data holds what no type system would allow once it went through old imports
     (``"31!2!2020"`` in a date, ``"n/a"`` in a number); ``dataset.update(table, key,
-    {"Price": WireValue("n/a")})`` makes the simulator send such a value.
+    {"Price": WireValue("n/a")})`` makes the simulator send such a value. Queries, sorts and
+    aggregates see such a value as NULL: the typed engine has nothing it could compare.
     """
 
     __slots__ = ("value",)
@@ -48,6 +52,34 @@ class WireValue:
 
     def __repr__(self) -> str:
         return f"WireValue({self.value!r})"
+
+
+class RawJson(WireValue):
+    """Literal JSON text put into the page verbatim: what no JSON encoder would write.
+
+    Legacy servers send text that ``orjson`` refuses to encode: a lone UTF-16 surrogate escape
+    (``RawJson('"Bad \\ud800 text"')``), an integer wider than 64 bits
+    (``RawJson("123456789012345678901234567890")``), a ``\\u0000`` escape in ``__KEY`` or
+    ``__TIMESTAMP``. The text goes out as an ``orjson.Fragment``. It must be one JSON value by the
+    JSON grammar (checked here with the permissive standard library parser), so that the page
+    stays valid JSON text around it.
+
+    Raises:
+        ValueError: ``text`` is not one JSON value.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"RawJson needs one JSON value, got {text!r}") from exc
+        super().__init__(orjson.Fragment(text.encode()))
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"RawJson({self.text!r})"
 
 
 def date_to_wire(value: Any) -> str | None:
