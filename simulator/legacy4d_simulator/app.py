@@ -531,6 +531,7 @@ class Simulator:
             strict_dates=self.cfg.strict_dates,
             resolve_relation=self._relation_resolver(t),
             opaque=t.wire_fields,
+            pk_of=t.pk if t.twins else None,
         )
         return comp.plan(parse(text))
 
@@ -628,7 +629,7 @@ class Simulator:
             return hit[1]
         t = self.ds.table(child)
         i = t.schema.index[fk]
-        counts = Counter(t.row(k)[i] for k in t.keys)
+        counts = Counter(t.row(k)[i] for k in t.rids())
         self._counts_cache[key] = (self.ds.global_stamp, counts)
         return counts
 
@@ -706,13 +707,13 @@ class Simulator:
             return _json({"ok": True})
         keys: Any = es.keys
         if q.get("$clean", "").lower() == "true":
-            keys = array("q", (k for k in es.keys if t.contains(k)))
+            keys = array("q", (k for k in es.keys if t.live(k)))
             if method == "entityset":
                 es = self.entity_sets.add(
                     t.schema.name, keys, float(q.get("$timeout") or self.cfg.entityset_timeout)
                 )
         if q.get("$filter") or q.get("$orderby"):
-            members = set(k for k in keys if t.contains(k))
+            members = set(k for k in keys if t.live(k))
             sel = self._selection(t, q)
             keys = array("q", (sel[i] for i in range(len(sel)) if sel[i] in members))
         skip, top = self._page(t.schema.name, q)
@@ -761,7 +762,7 @@ class Simulator:
                     raise errors.entity_not_found(rel.target, str(v))
                 return self._single(target, v, self._attr_list(target, None, q), q)
             fk = target.schema.index[rel.fk]
-            children = array("q", (c for c in target.keys if target.row(c)[fk] == key))
+            children = array("q", (c for c in target.rids() if target.row(c)[fk] == key))
             skip, top = self._page(rel.target, q)
             enc = self._encoder(target, self._attr_list(target, None, q), q)
             ents = [enc.entity(children[i]) for i in range(skip, min(len(children), skip + top))]

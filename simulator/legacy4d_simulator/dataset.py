@@ -36,6 +36,9 @@ from legacy4d_simulator.schema import (
 )
 from legacy4d_simulator.values import BLANK_DATE, Clock, WireValue, coerce_date, iso_timestamp
 
+TWIN_BASE = 1 << 60
+"""Record ids from here up name *twins* (records repeating another's primary key); keys stay below."""
+
 SYSTEM_WIRE_KEYS = frozenset({"__KEY", "__TIMESTAMP", "__STAMP"})
 """System keys a save may override on the wire (WireValue/RawJson; None stops overriding)."""
 
@@ -44,7 +47,13 @@ Meta = tuple[int, int, str | None]
 
 
 class Table:
-    """One dataclass: sorted live keys, base rows, overlay and change log."""
+    """One dataclass: sorted live keys, base rows, overlay and change log.
+
+    Records are addressed by a *record id*: the primary key itself, except for twins (a second
+    record with the same key, :meth:`Dataset.add_twin`), whose ids are ``TWIN_BASE`` + n. The key
+    array holds the key once per record, so index ranges and counts include twins unchanged;
+    :meth:`rid_at` turns a position back into a record id. A table without twins pays nothing.
+    """
 
     def __init__(
         self, schema: TableSchema, base_keys: Sequence[int], base_row: Callable[[int], tuple], gs_offset: int
@@ -64,6 +73,10 @@ class Table:
         # record, and the fields that ever held a WireValue (queries read those as NULL).
         self.wire_system: dict[int, dict[str, WireValue]] = {}
         self.wire_fields: set[str] = set()
+        self.twins: dict[int, list[int]] = {}
+        """Key -> record ids of its live twins, in creation order (the key's own record first)."""
+        self.twin_key: dict[int, int] = {}
+        """Twin record id -> its key (kept after deletion for entity-set placeholders)."""
         keys = base_keys
         self._base_first = keys.start if isinstance(keys, range) and keys.step == 1 else None
         self._md = schema.index.get("ModifiedDate")
@@ -76,6 +89,37 @@ class Table:
         """True when ``key`` is a live record."""
         i = bisect_left(self.keys, key)
         return i < len(self.keys) and self.keys[i] == key
+
+    def live(self, rid: int) -> bool:
+        """True when record id ``rid`` (a key or a twin's id) is a live record."""
+        if rid < TWIN_BASE:
+            return self.contains(rid)
+        return self.overlay.get(rid) is not None
+
+    def pk(self, rid: int) -> int:
+        """The primary key value of record id ``rid``."""
+        return rid if rid < TWIN_BASE else self.twin_key[rid]
+
+    def rid_at(self, j: int) -> int:
+        """Record id at position ``j`` of the key array (a key's records: its own, then twins)."""
+        k = self.keys[j]
+        twins = self.twins.get(k)
+        if twins is None:
+            return k
+        n = j - bisect_left(self.keys, k)
+        return k if n == 0 else twins[n - 1]
+
+    def rids_of(self, key: int) -> list[int]:
+        """Record ids of the live records with primary key ``key`` (none, one, or with twins)."""
+        if not self.contains(key):
+            return []
+        return [key, *self.twins.get(key, ())]
+
+    def rids(self) -> Iterator[int]:
+        """Record ids of all live records in key order."""
+        if not self.twins:
+            return iter(self.keys)
+        return (self.rid_at(j) for j in range(len(self.keys)))
 
     def row(self, key: int) -> tuple:
         """The stored tuple of a live record (caller checked it is live)."""
@@ -267,7 +311,8 @@ class Dataset:
             return sum(len(t) for t in self.tables.values())
 
     def keys(self, table: str) -> Iterator[int]:
-        """Live keys ascending (a snapshot of the compact key array, no record is built)."""
+        """Live keys ascending, once per record (a key with a twin twice); a snapshot of the
+        compact key array, no record is built."""
         with self.lock:
             snapshot = array("q", self.table(table).keys)
         return iter(snapshot)
@@ -349,6 +394,8 @@ class Dataset:
             key = int(key) if key is not None else (t.keys[-1] + 1 if len(t.keys) else 1)
             if t.contains(key) or (key in t.overlay and t.overlay[key] is not None):
                 raise ValueError(f"{table}({key}) already exists")
+            if key >= TWIN_BASE:
+                raise ValueError(f"keys from {TWIN_BASE} up are reserved for twins' record ids")
             row = self._build(t.schema, None, {**record, pk: key})
             i = bisect_left(t.keys, key)
             t.keys.insert(i, key)
@@ -377,8 +424,39 @@ class Dataset:
             self._save(t, key, tuple(row), t.meta_of(key)[0] + 1)
             _apply_wire(t, key, changes, system)
 
+    def add_twin(self, table: str, key: int, changes: Mapping[str, Any] | None = None) -> None:
+        """Save a second record with the same primary key as the live record ``key``.
+
+        Legacy 4D tables may lack a unique index on the key field, so two records can share it.
+        The twin starts as a copy of the record with ``changes`` applied and is a save of its own
+        (``__STAMP`` 1, next ``__GlobalStamp``, ``__TIMESTAMP``/ModifiedDate/Time now unless
+        given). Selections treat it as 4D does: ``PK = k``, ``PK >= k``, ``PK in [k]`` and
+        ``__COUNT`` include both, ``PK > k`` neither; sorted on the key they are adjacent.
+        :meth:`get`, :meth:`update` and :meth:`stamps` address the first record; :meth:`delete`
+        deletes them all. Call again for a third record.
+
+        Raises:
+            KeyError: unknown table, field or record.
+            ValueError: ``changes`` gives another primary key.
+        """
+        changes, system = _split_system(changes or {})
+        with self.lock:
+            t = self.tables[table]
+            if not t.contains(key):
+                raise KeyError(f"{table}({key}) not found")
+            if t.schema.key in changes and int(changes[t.schema.key]) != key:
+                raise ValueError("a twin has its original's primary key")
+            row = self._build(t.schema, t.row(key), changes)
+            rid = TWIN_BASE + len(t.twin_key) + 1
+            t.keys.insert(bisect_right(t.keys, key), key)
+            t.twins.setdefault(key, []).append(rid)
+            t.twin_key[rid] = key
+            self._save(t, rid, tuple(row), 1)
+            _apply_wire(t, rid, changes, system)
+
     def delete(self, table: str, key: int) -> None:
-        """Delete a live record and log it in ``__DeletedRecords`` like 4D change tracking.
+        """Delete the live record(s) with primary key ``key`` (twins too), each logged in
+        ``__DeletedRecords`` with its own ``__Stamp`` like 4D change tracking.
 
         Raises:
             KeyError: unknown table or record.
@@ -386,17 +464,19 @@ class Dataset:
         with self.lock:
             t = self.tables[table]
             i = bisect_left(t.keys, key)
-            if i >= len(t.keys) or t.keys[i] != key:
+            j = bisect_right(t.keys, key)
+            if i == j:
                 raise KeyError(f"{table}({key}) not found")
-            del t.keys[i]
-            stamp = self.global_stamp
-            self.global_stamp += 1
-            t.overlay[key] = None
-            t.meta[key] = (0, stamp, self.clock.timestamp())
-            t.wire_system.pop(key, None)
-            t.version += 1
+            del t.keys[i:j]
             d = self.deleted
-            dkey = d.keys[-1] + 1 if len(d.keys) else 1
-            self._deleted_rows[dkey] = (dkey, str(key), stamp, t.schema.name, t.schema.number)
-            d.keys.append(dkey)
+            for rid in (key, *t.twins.pop(key, ())):
+                stamp = self.global_stamp
+                self.global_stamp += 1
+                t.overlay[rid] = None
+                t.meta[rid] = (0, stamp, self.clock.timestamp())
+                t.wire_system.pop(rid, None)
+                dkey = d.keys[-1] + 1 if len(d.keys) else 1
+                self._deleted_rows[dkey] = (dkey, str(key), stamp, t.schema.name, t.schema.number)
+                d.keys.append(dkey)
+            t.version += 1
             d.version += 1

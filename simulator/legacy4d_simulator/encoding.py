@@ -179,7 +179,7 @@ class EntityEncoder:
         child_fk = target.schema.index[rel.fk]
 
         def expand(k: int, r: tuple, m: tuple) -> Any:
-            children = [c for c in target.keys if target.row(c)[child_fk] == k]
+            children = [c for c in target.rids() if target.row(c)[child_fk] == k]
             return {
                 "__ENTITYSET": f"{key_uri(cfg, s.name, k)}/{rel.name}?$expand={rel.name}",
                 "__GlobalStamp": envelope_stamp(ds, cfg, rel.target),
@@ -260,14 +260,15 @@ class EntityEncoder:
         row = t.row(key)
         meta = t.meta_of(key)
         ts = t.timestamp(row, meta)
+        pk = t.pk(key)  # ``key`` is a record id: a twin's is not its key
         if self.cfg.legacy_quirks:
             ts = f'"{ts}"'
         if self.as_array:
-            out: dict[str, Any] = {"__KEY": {self.schema.key: key, "__STAMP": meta[0]}, "__TIMESTAMP": ts}
+            out: dict[str, Any] = {"__KEY": {self.schema.key: pk, "__STAMP": meta[0]}, "__TIMESTAMP": ts}
         else:
-            out = {"__KEY": str(key), "__TIMESTAMP": ts, "__STAMP": meta[0]}
+            out = {"__KEY": str(pk), "__TIMESTAMP": ts, "__STAMP": meta[0]}
         for a in self.attrs:
-            value = a.get(key, row, meta)
+            value = a.get(pk, row, meta)
             out[a.name] = value.value if isinstance(value, WireValue) else value
         wire = t.wire_system.get(key)
         if wire:  # planted system keys replace the real ones in place
@@ -277,7 +278,7 @@ class EntityEncoder:
 
     def entity_or_placeholder(self, key: int) -> dict[str, Any]:
         """An entity-set member: the entity, or the ``{"__STAMP": 0}`` placeholder once deleted."""
-        if self.table.contains(key):
+        if self.table.live(key):
             return self.entity(key)
         return {"__STAMP": 0}
 

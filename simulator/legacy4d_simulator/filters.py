@@ -216,7 +216,10 @@ class Compiler:
         strict_dates: bool,
         resolve_relation: Callable[[str, str], tuple[TableSchema, Callable[[int], Any]] | None] | None = None,
         opaque: Collection[str] = (),
+        pk_of: Callable[[int], int] | None = None,
     ) -> None:
+        self.pk_of = pk_of
+        """Record id -> primary key, for tables with twins (their ids are not keys)."""
         self.opaque = opaque
         """Fields that may hold WireValues: the query engine reads those values as NULL."""
         self.schema = schema
@@ -275,6 +278,9 @@ class Compiler:
     def _getter(self, attr: str) -> tuple[str, Callable[[int, Any, Any], Any]]:
         schema = self.schema
         if attr == schema.key:
+            pk_of = self.pk_of
+            if pk_of is not None:
+                return schema.fields[0].type, lambda k, r, m: pk_of(k)
             return schema.fields[0].type, lambda k, r, m: k
         if attr == GLOBAL_STAMP and self.tracked:
             return "long64", lambda k, r, m: m[1]

@@ -42,6 +42,21 @@ class RangeSel:
         return (self[i] for i in range(len(self)))
 
 
+class TwinRangeSel(RangeSel):
+    """A :class:`RangeSel` of a table with twins: positions map to record ids, not keys."""
+
+    def __init__(self, table: Table, lo: int, hi: int, desc: bool = False) -> None:
+        super().__init__(table.keys, lo, hi, desc)
+        self.rid_at = table.rid_at
+
+    def __getitem__(self, i: int) -> int:
+        return self.rid_at(self.hi - 1 - i if self.desc else self.lo + i)
+
+
+def _range(t: Table, lo: int, hi: int, desc: bool = False) -> RangeSel:
+    return TwinRangeSel(t, lo, hi, desc) if t.twins else RangeSel(t.keys, lo, hi, desc)
+
+
 class Shuffled:
     """A fixed scrambled order of another selection: position p -> (a*p + b) mod n.
 
@@ -154,10 +169,10 @@ class QueryEngine:
         ):
             lo = 0 if plan is None or plan.pk_lo is None else bisect_left(keys, plan.pk_lo)
             hi = len(keys) if plan is None or plan.pk_hi is None else bisect_right(keys, plan.pk_hi)
-            cand = RangeSel(keys, lo, hi)
+            cand = _range(t, lo, hi)
             if row_filter is None and key_order:
                 if orderby:
-                    return RangeSel(keys, lo, hi, desc)
+                    return _range(t, lo, hi, desc)
                 return Shuffled(cand) if shuffle else cand
         elif plan.empty:
             return array("q")
@@ -169,7 +184,8 @@ class QueryEngine:
             gs_hi = plan.gs_hi if plan.gs_hi is not None else _BIG
             use_gs = plan.gs_lo is not None or plan.gs_hi is not None
             if plan.pk_in is not None:
-                base: Sequence[int] = [k for k in plan.pk_in if pk_lo <= k <= pk_hi and t.contains(k)]
+                # O(keys * log n): one bisect per asked key, never a scan.
+                base: Sequence[int] = [r for k in plan.pk_in if pk_lo <= k <= pk_hi for r in t.rids_of(k)]
             else:
                 lo = bisect_left(keys, pk_lo)
                 hi = bisect_right(keys, pk_hi)
@@ -178,7 +194,7 @@ class QueryEngine:
                     stamp_order = True
                     use_gs = False
                 else:
-                    base = RangeSel(keys, lo, hi)
+                    base = _range(t, lo, hi)
             out = array("q")
             meta_of, row = t.meta_of, t.row
             needs_row = plan.needs_row
@@ -197,7 +213,7 @@ class QueryEngine:
                 return Shuffled(cand)
             return cand
         if key_order:
-            ordered = array("q", sorted(cand)) if stamp_order else cand
+            ordered = array("q", sorted(cand, key=t.pk if t.twins else None)) if stamp_order else cand
             if desc:
                 ordered = array("q", reversed(ordered))
             return ordered if isinstance(ordered, array) else array("q", ordered)
@@ -210,7 +226,7 @@ class QueryEngine:
             if name == GLOBAL_STAMP:
                 getters.append((lambda k, r: (1, t.meta_of(k)[1]), desc))
             elif name == t.schema.key:
-                getters.append((lambda k, r: (1, k), desc))
+                getters.append((lambda k, r, pk=t.pk: (1, pk(k)), desc))
             elif name in t.wire_fields:  # WireValues sort as NULL
                 i = t.schema.index[name]
                 typ = t.schema.fields[i].type
