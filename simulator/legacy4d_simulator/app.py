@@ -45,9 +45,11 @@ from legacy4d_simulator.schema import (
     GLOBAL_STAMP,
     NUMERIC_TYPES,
     SHOWCASE_FIELDS,
+    Field,
     TableSchema,
 )
 from legacy4d_simulator.sessions import Session, SessionManager
+from legacy4d_simulator.structure import SchemaChanges, Structure, converter
 from legacy4d_simulator.values import Clock, WireValue
 
 _KNOWN_PARAMS = frozenset(
@@ -137,6 +139,9 @@ class Simulator:
         # owns it.
         self.clock = Clock(self.cfg.clock_offset_days)
         dataset.clock = self.clock
+        self.schema = SchemaChanges(
+            dataset, self.cfg.hidden_tables, self.cfg.hidden_fields, self.cfg.privileged_fields
+        )
 
     def set_clock(
         self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None
@@ -156,6 +161,7 @@ class Simulator:
             Route("/_sim/faults", self.sim_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/mutate", self.sim_mutate, methods=["POST"]),
             Route("/_sim/clock", self.sim_clock, methods=["GET", "POST"]),
+            Route("/_sim/schema", self.sim_schema, methods=["GET", "POST"]),
         ]
         return ResponseHeaders(FaultMiddleware(Starlette(routes=routes), self.faults, self.stats), self)
 
@@ -216,6 +222,19 @@ class Simulator:
             }
         )
 
+    async def sim_schema(self, request: Request) -> Response:
+        """``POST`` one structure change ``{"op": ..., "table": ..., ...}`` (or a list); ``GET`` the log."""
+        if not self._control_ok(request):
+            return _json({"error": "bad control token"}, 403)
+        if request.method == "POST":
+            body = orjson.loads(await request.body() or b"{}")
+            try:
+                for item in body if isinstance(body, list) else [body]:
+                    self.schema.apply(item)
+            except (KeyError, ValueError, TypeError) as exc:
+                return _json({"error": str(exc), **self.schema.as_dict()}, 400)
+        return _json(self.schema.as_dict())
+
     async def sim_mutate(self, request: Request) -> Response:
         if not self._control_ok(request):
             return _json({"error": "bad control token"}, 403)
@@ -267,11 +286,19 @@ class Simulator:
         return self.cfg.session_idle_seconds * minutes / 60
 
     def _new_session(self, ctx: Ctx, idle: float, **kw: Any) -> Session:
-        s = self.sessions.create(idle, **kw)
+        s = self.sessions.create(idle, structure=self.schema.current, **kw)
         self.stats.sessions_created += 1
         ctx.new_cookie = s.id
         ctx.session = s
         return s
+
+    def _structure(self, ctx: Ctx) -> Structure:
+        """The structure version a request sees: its session's (a structure change needs a new
+        REST session to be seen, protocol doc 8.13), or the newest when configured so."""
+        s = ctx.session
+        if self.cfg.schema_changes_need_new_session and s is not None and s.structure is not None:
+            return s.structure  # type: ignore[no-any-return]
+        return self.schema.current
 
     def _session(self, request: Request, ctx: Ctx, *, descriptive: bool) -> Session:
         """Resolve the request's session per access mode; may open one (licence) or refuse."""
@@ -325,7 +352,7 @@ class Simulator:
         path = path.strip("/")
         if path.startswith("$catalog"):
             self._session(request, ctx, descriptive=True)
-            return self.catalog(path)
+            return self.catalog(path, self._structure(ctx))
         if path == "$directory/logout" and self.cfg.logout_endpoint:
             # Wakanda-era pages document GET; POST is accepted too. The licence is freed now
             # instead of after the idle timeout; without a live session there is nothing to end.
@@ -345,9 +372,8 @@ class Simulator:
         m = _PATH.match(path)
         if not m or path.startswith("$"):
             raise errors.dataclass_not_found(path.split("/")[0] or path)
-        table = self._table(m["dc"])
         with self.ds.lock:
-            return self.data(request, table, m, ctx)
+            return self.data(request, self._table(m["dc"], self._structure(ctx)), m, ctx)
 
     async def authentify(self, request: Request, ctx: Ctx) -> Response:
         """Force-login entry point: ``POST /rest/$catalog/authentify`` with ``[{"name","password"}]``.
@@ -370,26 +396,26 @@ class Simulator:
         self._open_authenticated(request, ctx, user)
         return _json(True)
 
-    def _table(self, name: str) -> Table:
-        cfg = self.cfg
-        if name in cfg.hidden_tables:
+    def _table(self, name: str, view: Structure) -> Table:
+        """The exposed dataclass ``name`` as ``view`` shows it (its ``structure`` set), or 1800."""
+        if name in view.hidden_tables:
             raise errors.dataclass_not_found(name)
-        if name == DELETED_RECORDS and not cfg.change_tracking:
+        if name == DELETED_RECORDS and not self.cfg.change_tracking:
             raise errors.dataclass_not_found(name)
         try:
-            return self.ds.table(name)
+            return view.table(self.ds, name)
         except KeyError:
             raise errors.dataclass_not_found(name) from None
 
     # -- catalog / info ------------------------------------------------------------------------
-    def _exposed(self) -> list[TableSchema]:
-        hidden = self.cfg.hidden_tables | self.faults.hidden_tables()
-        out = [t.schema for name, t in self.ds.tables.items() if name not in hidden]
+    def _exposed(self, view: Structure) -> list[TableSchema]:
+        hidden = view.hidden_tables | self.faults.hidden_tables()
+        out = [view.schemas[name] for name in self.ds.tables if name not in hidden]
         if self.cfg.change_tracking and DELETED_RECORDS not in hidden:
             out.append(DELETED_SCHEMA)
         return out
 
-    def catalog(self, path: str) -> Response:
+    def catalog(self, path: str, view: Structure) -> Response:
         """``$catalog``, ``$catalog/$all``, ``$catalog/{DataClass}``."""
         if path == "$catalog":
             return _json(
@@ -397,24 +423,32 @@ class Simulator:
                     "__UNIQID": self.uniq_id,
                     "dataClasses": [
                         {"name": s.name, "uri": f"/rest/$catalog/{s.name}", "dataURI": f"/rest/{s.name}"}
-                        for s in self._exposed()
+                        for s in self._exposed(view)
                     ],
                 }
             )
         if path == "$catalog/$all":
             return _json(
-                {"__UNIQID": self.uniq_id, "dataClasses": [self.dataclass_info(s) for s in self._exposed()]}
+                {
+                    "__UNIQID": self.uniq_id,
+                    "dataClasses": [self.dataclass_info(s, view) for s in self._exposed(view)],
+                }
             )
         name = path[len("$catalog/") :]
-        return _json(self.dataclass_info(self._table(name).schema))
+        return _json(self.dataclass_info(self._table(name, view).schema, view))
 
-    def dataclass_info(self, s: TableSchema) -> dict[str, Any]:
-        """One dataclass as ``$catalog/{DataClass}`` describes it."""
+    def dataclass_info(self, s: TableSchema, view: Structure) -> dict[str, Any]:
+        """One dataclass as ``$catalog/{DataClass}`` describes it (fields as ``view`` has them).
+
+        ``fieldPos`` is the 4D field number: a removed or hidden field leaves a gap, and fields
+        added at run time come after ``__GlobalStamp`` (and the showcase fields).
+        """
         cfg = self.cfg
         attrs: list[dict[str, Any]] = []
-        for pos, f in enumerate(s.fields, 1):
-            if f"{s.name}.{f.name}" in cfg.hidden_fields:
-                continue
+
+        def storage(f: Field, pos: int) -> None:
+            if f"{s.name}.{f.name}" in view.hidden_fields:
+                return
             a: dict[str, Any] = {
                 "name": f.name,
                 "kind": "storage",
@@ -429,7 +463,11 @@ class Simulator:
             if f.type == DATE:
                 a["simpleDate"] = True
             attrs.append(a)
-        pos = len(s.fields)
+
+        original = [f for f in s.fields if not f.added]
+        for pos, f in enumerate(original, 1):
+            storage(f, pos)
+        pos = len(original)
         if tracked(cfg, s.name):
             pos += 1
             attrs.append(
@@ -448,6 +486,10 @@ class Simulator:
                 attrs.append(
                     {"name": f.name, "kind": "storage", "fieldPos": pos, "scope": "public", "type": f.type}
                 )
+        for f in s.fields:
+            if f.added:
+                pos += 1
+                storage(f, pos)
         if cfg.relations:
             for r in s.relations:
                 if r.many_to_one:
@@ -532,6 +574,8 @@ class Simulator:
             resolve_relation=self._relation_resolver(t),
             opaque=t.wire_fields,
             pk_of=t.pk if t.twins else None,
+            hidden=t.structure.hidden(t.schema.name),
+            converters=_converters(t),
         )
         return comp.plan(parse(text))
 
@@ -540,15 +584,16 @@ class Simulator:
             rel = t.schema.relation(rel_name) if self.cfg.relations else None
             if rel is None or not rel.many_to_one:
                 return None
-            target = self.ds.table(rel.target)
+            target = t.structure.table(self.ds, rel.target)
             f = target.schema.field(sub)
-            if f is None:
+            if f is None or sub in t.structure.hidden(rel.target):
                 return None
             fk, i = t.schema.index[rel.fk], target.schema.index[sub]
+            conv = converter(target, sub) or (lambda v: v)
 
             def fetch(row: tuple) -> Any:
                 v = row[fk]
-                return target.row(v)[i] if v is not None and target.contains(v) else None
+                return conv(target.row(v)[i]) if v is not None and target.contains(v) else None
 
             return f.type, fetch
 
@@ -572,11 +617,24 @@ class Simulator:
                 orderby_text, shuffle = "", True
         plan = self._plan(t, filter_text, q.get("$params"))
         orderby = (
-            parse_orderby(strip_quotes(orderby_text, '"'), t, tracked=tracked(self.cfg, t.schema.name))
+            parse_orderby(
+                strip_quotes(orderby_text, '"'),
+                t,
+                tracked=tracked(self.cfg, t.schema.name),
+                hidden=t.structure.hidden(t.schema.name),
+            )
             if orderby_text
             else []
         )
-        key = (t.schema.name, filter_text, q.get("$params"), orderby_text, shuffle, self.ds.global_stamp)
+        key = (
+            t.schema.name,
+            filter_text,
+            q.get("$params"),
+            orderby_text,
+            shuffle,
+            t.structure.version,  # a retyped field converts per version
+            self.ds.global_stamp,
+        )
         return self.engine.select(
             t, plan, orderby, shuffle=shuffle, cache_key=key, row_filter=self._row_filter(t)
         )
@@ -755,7 +813,7 @@ class Simulator:
             raise errors.entity_not_found(t.schema.name, str(key))
         rel = t.schema.relation(rest) if rest and self.cfg.relations else None
         if rel is not None:
-            target = self.ds.table(rel.target)
+            target = t.structure.table(self.ds, rel.target)
             if rel.many_to_one:
                 v = t.row(key)[t.schema.index[rel.fk]]
                 if v is None or not target.contains(v):
@@ -789,12 +847,18 @@ class Simulator:
     def by_attribute(self, t: Table, attr: str, value: str, rest: str, q: Mapping[str, str]) -> Response:
         """``/rest/T:attr(value)``: one entity by a unique non-PK attribute."""
         f = t.schema.field(attr)
-        if f is None:
+        if f is None or attr in t.structure.hidden(t.schema.name):
             raise errors.attribute_not_found(attr, t.schema.name)
         value = strip_quotes(strip_quotes(value, '"'), "'")
-        plan = Compiler(t.schema, [value], tracked=False, strict_dates=False, opaque=t.wire_fields).plan(
-            parse(f"{attr} === :1")
-        )
+        plan = Compiler(
+            t.schema,
+            [value],
+            tracked=False,
+            strict_dates=False,
+            opaque=t.wire_fields,
+            pk_of=t.pk if t.twins else None,
+            converters=_converters(t),
+        ).plan(parse(f"{attr} === :1"))
         sel = self.engine.select(t, plan, [(t.schema.key, False)], shuffle=False)
         if not len(sel):
             raise errors.entity_not_found(t.schema.name, value)
@@ -803,11 +867,14 @@ class Simulator:
     def aggregate(self, t: Table, attr: str, q: Mapping[str, str]) -> Response:
         """``$distinct=true`` (bare sorted array) and ``$compute`` (object or bare scalar)."""
         f = t.schema.field(attr)
-        if f is None or f"{t.schema.name}.{attr}" in self.cfg.hidden_fields:
+        if f is None or attr in t.structure.hidden(t.schema.name):
             raise errors.attribute_not_found(attr, t.schema.name)
         i = t.schema.index[attr]
         sel = self._selection(t, {k: v for k, v in q.items() if k != "$orderby"})
         values = [t.row(sel[j])[i] for j in range(len(sel))]
+        conv = converter(t, attr)
+        if conv is not None:
+            values = [conv(v) for v in values]
         if attr in t.wire_fields:
             values = [None if isinstance(v, WireValue) else v for v in values]
         enc = EntityEncoder(self.ds, t, self.cfg, [attr])
@@ -864,9 +931,14 @@ class ResponseHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def _converters(t: Table) -> dict[str, Callable[[Any], Any]]:
+    """Read conversions of ``t``'s retyped fields, for the query engine (empty almost always)."""
+    return {name: conv for name in t.retyped if (conv := converter(t, name)) is not None}
+
+
 def default_entity_attributes(cfg: SimulatorConfig, schema: TableSchema) -> list[str]:
-    """Public helper: what an entity carries without ``$attributes``."""
-    return default_attributes(cfg, schema)
+    """Public helper: what an entity carries without ``$attributes`` (configured structure)."""
+    return default_attributes(cfg, schema, cfg.hidden_fields | cfg.privileged_fields)
 
 
 def create_app(dataset: Dataset, config: SimulatorConfig | None = None) -> tuple[Any, Simulator]:

@@ -52,6 +52,8 @@ class SimulatorConfig:
         time_unit: unit of Time (duration) values on the wire; only ``"ms"`` is implemented.
         clock_offset_days: the server machine's clock runs this many days off real time (``Date``
             header, ``__TIMESTAMP``, ModifiedDate/ModifiedTime of saves); see ``Simulator.set_clock``.
+        schema_changes_need_new_session: run-time structure changes (``sim.schema``) are seen only
+            by sessions opened afterwards, as 4D documents; False: by every request at once.
         balancer_cookie: name of a sticky-session load balancer's cookie (e.g. ``"SRVID"``) set on
             every response as ``NAME=node1; Path=/``; it is not a 4D session cookie.
     """
@@ -85,6 +87,7 @@ class SimulatorConfig:
     logout_endpoint: bool = True
     clock_offset_days: float = 0
     balancer_cookie: str | None = None
+    schema_changes_need_new_session: bool = True
 
     @property
     def restricted(self) -> bool:

@@ -32,6 +32,7 @@ from legacy4d_simulator.schema import (
     NUMBER,
     TABLES,
     WORD,
+    Field,
     TableSchema,
 )
 from legacy4d_simulator.values import BLANK_DATE, Clock, WireValue, coerce_date, iso_timestamp
@@ -73,6 +74,10 @@ class Table:
         # record, and the fields that ever held a WireValue (queries read those as NULL).
         self.wire_system: dict[int, dict[str, WireValue]] = {}
         self.wire_fields: set[str] = set()
+        self.structure: Any = None
+        """On a request's view of the table (structure.Structure.table): the version it serves."""
+        self.retyped: set[str] = set()
+        """Fields whose type changed at run time: read through a conversion (see structure.py)."""
         self.twins: dict[int, list[int]] = {}
         """Key -> record ids of its live twins, in creation order (the key's own record first)."""
         self.twin_key: dict[int, int] = {}
@@ -197,7 +202,7 @@ def _csv_converter(typ: str) -> Callable[[str], Any]:
     return lambda s: s if s != "" else None
 
 
-def _coerce(typ: str, value: Any) -> Any:
+def coerce(typ: str, value: Any) -> Any:
     """Convert a mutation API value to the stored form of a field type."""
     if value is None or isinstance(value, WireValue):
         return value
@@ -358,7 +363,7 @@ class Dataset:
         for name, value in changes.items():
             f = schema.field(name)
             assert f is not None
-            row[schema.index[name]] = _coerce(f.type, value)
+            row[schema.index[name]] = coerce(f.type, value)
         # 4D applications maintain these on every save (schema doc); honour explicit values.
         now = self.clock.now()
         if "ModifiedDate" in schema.index and "ModifiedDate" not in changes:
@@ -423,6 +428,37 @@ class Dataset:
             row = self._build(t.schema, t.row(key), changes)
             self._save(t, key, tuple(row), t.meta_of(key)[0] + 1)
             _apply_wire(t, key, changes, system)
+
+    # -- structure (driven by structure.SchemaChanges) ------------------------------------------
+    def add_field(self, table: str, field: Field, value_of: Callable[[int], Any]) -> None:
+        """Append a storage field; every existing record holds ``value_of(its key)``.
+
+        Base rows get the value when read (they are never stored); mutated rows now.
+        """
+        with self.lock:
+            t = self.tables[table]
+            s = t.schema
+            t.schema = TableSchema(s.name, s.number, s.key, (*s.fields, field), s.relations)
+            base_row = t.base_row
+            t.base_row = lambda k: (*base_row(k), value_of(k))
+            for rid, row in t.overlay.items():
+                if row is not None:
+                    t.overlay[rid] = (*row, value_of(row[0]))
+            t.version += 1
+
+    def retype_field(self, table: str, name: str, typ: str, length: int | None) -> None:
+        """Give a field another type: saves coerce to it, reads convert stored values by value."""
+        with self.lock:
+            t = self.tables[table]
+            s = t.schema
+            i = s.index[name]
+            old = s.fields[i]
+            new = Field(name, typ, old.indexed, length, old.added)
+            t.schema = TableSchema(
+                s.name, s.number, s.key, (*s.fields[:i], new, *s.fields[i + 1 :]), s.relations
+            )
+            t.retyped.add(name)
+            t.version += 1
 
     def add_twin(self, table: str, key: int, changes: Mapping[str, Any] | None = None) -> None:
         """Save a second record with the same primary key as the live record ``key``.

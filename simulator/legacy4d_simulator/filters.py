@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -217,7 +217,13 @@ class Compiler:
         resolve_relation: Callable[[str, str], tuple[TableSchema, Callable[[int], Any]] | None] | None = None,
         opaque: Collection[str] = (),
         pk_of: Callable[[int], int] | None = None,
+        hidden: Collection[str] = (),
+        converters: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
+        self.hidden = hidden
+        """Fields not exposed to this session: filtering on them is an unknown attribute (1500)."""
+        self.converters = converters or {}
+        """Read conversions of fields retyped at run time (structure.py)."""
         self.pk_of = pk_of
         """Record id -> primary key, for tables with twins (their ids are not keys)."""
         self.opaque = opaque
@@ -284,10 +290,13 @@ class Compiler:
             return schema.fields[0].type, lambda k, r, m: k
         if attr == GLOBAL_STAMP and self.tracked:
             return "long64", lambda k, r, m: m[1]
-        f = schema.field(attr)
+        f = schema.field(attr) if attr not in self.hidden else None
         if f is not None:
             i = schema.index[attr]
             self.needs_row = True
+            conv = self.converters.get(attr)
+            if conv is not None:
+                return f.type, lambda k, r, m: None if isinstance(v := conv(r[i]), WireValue) else v
             if attr in self.opaque:
                 return f.type, lambda k, r, m: None if isinstance(v := r[i], WireValue) else v
             return f.type, lambda k, r, m: r[i]

@@ -12,13 +12,14 @@ import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from legacy4d_simulator import errors
 from legacy4d_simulator.dataset import Table
 from legacy4d_simulator.filters import Plan, fold
 from legacy4d_simulator.schema import BOOL, DATE, GLOBAL_STAMP, NUMERIC_TYPES
+from legacy4d_simulator.structure import converter
 from legacy4d_simulator.values import BLANK_DATE, WireValue
 
 _BIG = 1 << 62
@@ -89,8 +90,11 @@ def sort_value(typ: str, v: Any) -> tuple:
     return (1, fold(v))
 
 
-def parse_orderby(text: str, table: Table, *, tracked: bool) -> list[tuple[str, bool]]:
-    """``"a desc, b"`` -> ``[("a", True), ("b", False)]``; 1810 on a bad clause."""
+def parse_orderby(
+    text: str, table: Table, *, tracked: bool, hidden: Collection[str] = ()
+) -> list[tuple[str, bool]]:
+    """``"a desc, b"`` -> ``[("a", True), ("b", False)]``; 1810 on a bad clause or an unknown
+    (or not exposed: ``hidden``) attribute."""
     out = []
     for part in text.split(","):
         words = part.split()
@@ -99,7 +103,8 @@ def parse_orderby(text: str, table: Table, *, tracked: bool) -> list[tuple[str, 
         if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
             raise errors.RestError(500, (1810, f"Cannot analyse the $orderby clause {part.strip()!r}"))
         name = words[0]
-        if table.schema.field(name) is None and not (name == GLOBAL_STAMP and tracked):
+        known = table.schema.field(name) is not None and name not in hidden
+        if not known and not (name == GLOBAL_STAMP and tracked):
             raise errors.RestError(
                 500,
                 (
@@ -227,13 +232,14 @@ class QueryEngine:
                 getters.append((lambda k, r: (1, t.meta_of(k)[1]), desc))
             elif name == t.schema.key:
                 getters.append((lambda k, r, pk=t.pk: (1, pk(k)), desc))
-            elif name in t.wire_fields:  # WireValues sort as NULL
+            elif name in t.retyped or name in t.wire_fields:  # converted; WireValues sort as NULL
                 i = t.schema.index[name]
                 typ = t.schema.fields[i].type
+                conv = converter(t, name) or (lambda v: v)
                 getters.append(
                     (
-                        lambda k, r, i=i, typ=typ: sort_value(
-                            typ, None if isinstance(r[i], WireValue) else r[i]
+                        lambda k, r, i=i, typ=typ, conv=conv: sort_value(
+                            typ, None if isinstance(v := conv(r[i]), WireValue) else v
                         ),
                         desc,
                     )

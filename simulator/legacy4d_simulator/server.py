@@ -16,6 +16,7 @@ from legacy4d_simulator.app import Simulator
 from legacy4d_simulator.config import SimulatorConfig
 from legacy4d_simulator.dataset import Dataset
 from legacy4d_simulator.faults import FaultController, Stats
+from legacy4d_simulator.structure import SchemaChanges
 
 
 class SimulatorServer:
@@ -49,6 +50,11 @@ class SimulatorServer:
     def faults(self) -> FaultController:
         """The fault controller (``faults.set(kind, **params)``, ``faults.clear()``)."""
         return self.simulator.faults
+
+    @property
+    def schema(self) -> SchemaChanges:
+        """Run-time structure changes (``schema.add_field(...)``, ``schema.unexpose_table(...)``)."""
+        return self.simulator.schema
 
     @property
     def stats(self) -> Stats:
