@@ -252,6 +252,9 @@ class Simulator:
                 elif op == "delete":
                     self.ds.delete(table, int(item["key"]))
                     results.append({"key": int(item["key"])})
+                elif op == "add_twin":
+                    self.ds.add_twin(table, int(item["key"]), item.get("changes") or {})
+                    results.append({"key": int(item["key"])})
                 else:
                     raise ValueError(f"unknown op {op!r}")
         except (KeyError, ValueError, TypeError) as exc:

@@ -194,6 +194,11 @@ def test_repeated_primary_key_twins_behave_like_a_4d_selection(make_server) -> N
         dels = c.get("/__DeletedRecords", params={"$filter": '"__PrimaryKey=20"'}).json()["__ENTITIES"]
         assert len(dels) == 2
         assert dels[0]["__Stamp"] != dels[1]["__Stamp"]
+    r = httpx.post(
+        sim.base_url + "/_sim/mutate", json={"op": "add_twin", "table": "Orders", "key": 21, "changes": {}}
+    )
+    assert r.status_code == 200
+    assert ds.count("Orders") == n
 
 
 class _CountingKeys:
