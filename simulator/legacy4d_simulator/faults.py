@@ -132,18 +132,19 @@ class FaultController:
     def page_cap(self, table: str | None, top: int) -> int:
         """``top`` capped by the ``page_cap`` rules for ``table``; counted as fired when it cuts."""
         with self._lock:
-            caps = [
-                int(r.params["max"])
+            cutting = [
+                r
                 for r in self._rules
-                if r.kind == "page_cap" and r.params.get("table") in (None, table)
+                if r.kind == "page_cap"
+                and r.params.get("table") in (None, table)
+                and int(r.params["max"]) < top
             ]
-            if not caps or min(caps) >= top:
+            if not cutting:
                 return top
             self.fired_counts["page_cap"] += 1
-            for r in self._rules:
-                if r.kind == "page_cap" and int(r.params["max"]) < top:
-                    r.fired += 1
-            return min(caps)
+            for r in cutting:
+                r.fired += 1
+            return min(int(r.params["max"]) for r in cutting)
 
     def hidden_tables(self) -> frozenset[str]:
         """Tables refused with ``hidden=True``: a non-exposed dataclass is absent from ``$catalog``."""
