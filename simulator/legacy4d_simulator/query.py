@@ -117,6 +117,17 @@ def parse_orderby(
     return out
 
 
+def _same(v: Any) -> Any:
+    return v
+
+
+def _field_sort_key(typ: str, i: int, conv: Callable[[Any], Any] | None) -> Callable[[int, tuple], tuple]:
+    """Sort key of stored field ``i``; ``conv`` reads a retyped field (wire values sort as NULL)."""
+    if conv is None:
+        return lambda k, r: sort_value(typ, r[i])
+    return lambda k, r: sort_value(typ, None if isinstance(v := conv(r[i]), WireValue) else v)
+
+
 class QueryEngine:
     """Builds selections for one dataset; holds the LRU cache of materialised selections."""
 
@@ -226,28 +237,19 @@ class QueryEngine:
 
     @staticmethod
     def _sorted(t: Table, cand: Sequence[int], orderby: list[tuple[str, bool]]) -> array:
-        getters = []
+        getters: list[tuple[Callable[[int, tuple], tuple], bool]] = []
+        pk, meta_of = t.pk, t.meta_of
         for name, desc in orderby:
             if name == GLOBAL_STAMP:
-                getters.append((lambda k, r: (1, t.meta_of(k)[1]), desc))
+                getters.append((lambda k, r: (1, meta_of(k)[1]), desc))
             elif name == t.schema.key:
-                getters.append((lambda k, r, pk=t.pk: (1, pk(k)), desc))
-            elif name in t.retyped or name in t.wire_fields:  # converted; WireValues sort as NULL
-                i = t.schema.index[name]
-                typ = t.schema.fields[i].type
-                conv = converter(t, name) or (lambda v: v)
-                getters.append(
-                    (
-                        lambda k, r, i=i, typ=typ, conv=conv: sort_value(
-                            typ, None if isinstance(v := conv(r[i]), WireValue) else v
-                        ),
-                        desc,
-                    )
-                )
+                getters.append((lambda k, r: (1, pk(k)), desc))
             else:
                 i = t.schema.index[name]
-                typ = t.schema.fields[i].type
-                getters.append(((lambda k, r, i=i, typ=typ: sort_value(typ, r[i])), desc))
+                conv = converter(t, name) if name in t.retyped else None
+                if conv is None and name in t.wire_fields:
+                    conv = _same
+                getters.append((_field_sort_key(t.schema.fields[i].type, i, conv), desc))
         items = [(k, t.row(k)) for k in cand]
         # Stable multi-key sort: apply keys from the last to the first.
         items.sort(key=lambda kr: kr[0])

@@ -114,8 +114,10 @@ class SessionManager:
 
     def end(self, sid: str | None) -> bool:
         """End one session now (logout), freeing its licence. False when it was not live."""
+        if not sid:
+            return False
         with self._lock:
-            return bool(sid) and self._sessions.pop(sid, None) is not None
+            return self._sessions.pop(sid, None) is not None
 
     def expire_all(self) -> int:
         """Drop every session (server restart / idle expiry fault). Returns how many."""
