@@ -10,13 +10,14 @@ from legacy4d_simulator.dataset import Dataset
 from legacy4d_simulator.faults import KINDS as FAULT_KINDS
 from legacy4d_simulator.faults import FaultController, Stats
 from legacy4d_simulator.server import SimulatorServer
-from legacy4d_simulator.values import BLANK_DATE, WireValue
+from legacy4d_simulator.values import BLANK_DATE, RawJson, WireValue
 
 __all__ = [
     "BLANK_DATE",
     "FAULT_KINDS",
     "Dataset",
     "FaultController",
+    "RawJson",
     "Simulator",
     "SimulatorConfig",
     "SimulatorServer",

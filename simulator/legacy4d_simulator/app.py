@@ -6,6 +6,7 @@ dataset lock so that a page is a consistent snapshot while tests mutate data fro
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import time
@@ -34,7 +35,7 @@ from legacy4d_simulator.encoding import (
     tracked,
 )
 from legacy4d_simulator.entitysets import EntitySetStore
-from legacy4d_simulator.faults import FaultController, FaultMiddleware, Stats
+from legacy4d_simulator.faults import RAW_SEND, FaultController, FaultMiddleware, Stats
 from legacy4d_simulator.filters import Compiler, parse, strip_quotes
 from legacy4d_simulator.query import QueryEngine, parse_orderby, sort_value
 from legacy4d_simulator.schema import (
@@ -44,9 +45,12 @@ from legacy4d_simulator.schema import (
     GLOBAL_STAMP,
     NUMERIC_TYPES,
     SHOWCASE_FIELDS,
+    Field,
     TableSchema,
 )
 from legacy4d_simulator.sessions import Session, SessionManager
+from legacy4d_simulator.structure import SchemaChanges, Structure, converter
+from legacy4d_simulator.values import Clock, WireValue
 
 _KNOWN_PARAMS = frozenset(
     {
@@ -124,10 +128,27 @@ class Simulator:
         self.faults = faults or FaultController()
         self.stats = stats or Stats()
         self.stats.active_sessions_fn = self.sessions.active
+        self.faults.fired_counts = self.stats.faults_fired
         self.faults.on_expire = self.sessions.expire_all
         self.engine = QueryEngine()
         self.uniq_id = secrets.token_hex(16).upper()
         self._counts_cache: dict[tuple, tuple[int, Counter]] = {}
+        if self.cfg.balancer_cookie is not None and self.cfg.balancer_cookie == self.cfg.cookie_name:
+            raise ValueError("balancer_cookie must differ from the 4D session cookie_name")
+        # The datastore saves by the server machine's clock; the last server built on a dataset
+        # owns it.
+        self.clock = Clock(self.cfg.clock_offset_days)
+        dataset.clock = self.clock
+        self.schema = SchemaChanges(
+            dataset, self.cfg.hidden_tables, self.cfg.hidden_fields, self.cfg.privileged_fields
+        )
+
+    def set_clock(
+        self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None
+    ) -> None:
+        """Move the server's clock (``Date`` header, ``__TIMESTAMP`` and ModifiedDate/Time of saves)
+        to ``when``, or ``offset_days`` off real time; neither: back to real time."""
+        self.clock.set(when, offset_days=offset_days)
 
     # -- ASGI ----------------------------------------------------------------------------------
     def asgi(self) -> Any:
@@ -139,8 +160,10 @@ class Simulator:
             Route("/_sim/stats/reset", self.sim_stats_reset, methods=["POST"]),
             Route("/_sim/faults", self.sim_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/mutate", self.sim_mutate, methods=["POST"]),
+            Route("/_sim/clock", self.sim_clock, methods=["GET", "POST"]),
+            Route("/_sim/schema", self.sim_schema, methods=["GET", "POST"]),
         ]
-        return FaultMiddleware(Starlette(routes=routes), self.faults, self.stats)
+        return ResponseHeaders(FaultMiddleware(Starlette(routes=routes), self.faults, self.stats), self)
 
     # -- control endpoints ---------------------------------------------------------------------
     def _control_ok(self, request: Request) -> bool:
@@ -181,6 +204,37 @@ class Simulator:
                 return _json({"error": str(exc)}, 400)
         return _json({"faults": self.faults.active()})
 
+    async def sim_clock(self, request: Request) -> Response:
+        """``GET`` the server's time; ``POST {"now": ISO}`` / ``{"offset_days": n}`` / ``{}`` moves it."""
+        if not self._control_ok(request):
+            return _json({"error": "bad control token"}, 403)
+        if request.method == "POST":
+            body = orjson.loads(await request.body() or b"{}")
+            try:
+                when = dt.datetime.fromisoformat(body["now"]) if body.get("now") else None
+                self.set_clock(when, offset_days=body.get("offset_days"))
+            except (ValueError, TypeError) as exc:
+                return _json({"error": str(exc)}, 400)
+        return _json(
+            {
+                "now": self.clock.now().isoformat(),
+                "offset_days": self.clock.offset / dt.timedelta(days=1),
+            }
+        )
+
+    async def sim_schema(self, request: Request) -> Response:
+        """``POST`` one structure change ``{"op": ..., "table": ..., ...}`` (or a list); ``GET`` the log."""
+        if not self._control_ok(request):
+            return _json({"error": "bad control token"}, 403)
+        if request.method == "POST":
+            body = orjson.loads(await request.body() or b"{}")
+            try:
+                for item in body if isinstance(body, list) else [body]:
+                    self.schema.apply(item)
+            except (KeyError, ValueError, TypeError) as exc:
+                return _json({"error": str(exc), **self.schema.as_dict()}, 400)
+        return _json(self.schema.as_dict())
+
     async def sim_mutate(self, request: Request) -> Response:
         if not self._control_ok(request):
             return _json({"error": "bad control token"}, 403)
@@ -197,6 +251,9 @@ class Simulator:
                     results.append({"key": int(item["key"])})
                 elif op == "delete":
                     self.ds.delete(table, int(item["key"]))
+                    results.append({"key": int(item["key"])})
+                elif op == "add_twin":
+                    self.ds.add_twin(table, int(item["key"]), item.get("changes") or {})
                     results.append({"key": int(item["key"])})
                 else:
                     raise ValueError(f"unknown op {op!r}")
@@ -232,11 +289,19 @@ class Simulator:
         return self.cfg.session_idle_seconds * minutes / 60
 
     def _new_session(self, ctx: Ctx, idle: float, **kw: Any) -> Session:
-        s = self.sessions.create(idle, **kw)
+        s = self.sessions.create(idle, structure=self.schema.current, **kw)
         self.stats.sessions_created += 1
         ctx.new_cookie = s.id
         ctx.session = s
         return s
+
+    def _structure(self, ctx: Ctx) -> Structure:
+        """The structure version a request sees: its session's (a structure change needs a new
+        REST session to be seen, protocol doc 8.13), or the newest when configured so."""
+        s = ctx.session
+        if self.cfg.schema_changes_need_new_session and s is not None and s.structure is not None:
+            return s.structure  # type: ignore[no-any-return]
+        return self.schema.current
 
     def _session(self, request: Request, ctx: Ctx, *, descriptive: bool) -> Session:
         """Resolve the request's session per access mode; may open one (licence) or refuse."""
@@ -290,11 +355,11 @@ class Simulator:
         path = path.strip("/")
         if path.startswith("$catalog"):
             self._session(request, ctx, descriptive=True)
-            return self.catalog(path)
-        if path == "$directory/logout" and self.cfg.legacy_quirks:
-            s = self.sessions.lookup(request.cookies.get(self.cfg.cookie_name))
-            if s is not None:
-                self._drop_session(s)
+            return self.catalog(path, self._structure(ctx))
+        if path == "$directory/logout" and self.cfg.logout_endpoint:
+            # Wakanda-era pages document GET; POST is accepted too. The licence is freed now
+            # instead of after the idle timeout; without a live session there is nothing to end.
+            self.sessions.end(request.cookies.get(self.cfg.cookie_name))
             return _json({"result": True})
         for name in ctx.q:
             if name.startswith("$") and name not in _KNOWN_PARAMS:
@@ -310,14 +375,8 @@ class Simulator:
         m = _PATH.match(path)
         if not m or path.startswith("$"):
             raise errors.dataclass_not_found(path.split("/")[0] or path)
-        table = self._table(m["dc"])
         with self.ds.lock:
-            return self.data(request, table, m, ctx)
-
-    def _drop_session(self, s: Session) -> None:
-        # A logout frees the licence (only legacy servers document $directory/logout).
-        s.idle_seconds = -1
-        self.sessions.lookup(s.id)
+            return self.data(request, self._table(m["dc"], self._structure(ctx)), m, ctx)
 
     async def authentify(self, request: Request, ctx: Ctx) -> Response:
         """Force-login entry point: ``POST /rest/$catalog/authentify`` with ``[{"name","password"}]``.
@@ -340,25 +399,26 @@ class Simulator:
         self._open_authenticated(request, ctx, user)
         return _json(True)
 
-    def _table(self, name: str) -> Table:
-        cfg = self.cfg
-        if name in cfg.hidden_tables:
+    def _table(self, name: str, view: Structure) -> Table:
+        """The exposed dataclass ``name`` as ``view`` shows it (its ``structure`` set), or 1800."""
+        if name in view.hidden_tables:
             raise errors.dataclass_not_found(name)
-        if name == DELETED_RECORDS and not cfg.change_tracking:
+        if name == DELETED_RECORDS and not self.cfg.change_tracking:
             raise errors.dataclass_not_found(name)
         try:
-            return self.ds.table(name)
+            return view.table(self.ds, name)
         except KeyError:
             raise errors.dataclass_not_found(name) from None
 
     # -- catalog / info ------------------------------------------------------------------------
-    def _exposed(self) -> list[TableSchema]:
-        out = [t.schema for name, t in self.ds.tables.items() if name not in self.cfg.hidden_tables]
-        if self.cfg.change_tracking and DELETED_RECORDS not in self.cfg.hidden_tables:
+    def _exposed(self, view: Structure) -> list[TableSchema]:
+        hidden = view.hidden_tables | self.faults.hidden_tables()
+        out = [view.schemas[name] for name in self.ds.tables if name not in hidden]
+        if self.cfg.change_tracking and DELETED_RECORDS not in hidden:
             out.append(DELETED_SCHEMA)
         return out
 
-    def catalog(self, path: str) -> Response:
+    def catalog(self, path: str, view: Structure) -> Response:
         """``$catalog``, ``$catalog/$all``, ``$catalog/{DataClass}``."""
         if path == "$catalog":
             return _json(
@@ -366,24 +426,32 @@ class Simulator:
                     "__UNIQID": self.uniq_id,
                     "dataClasses": [
                         {"name": s.name, "uri": f"/rest/$catalog/{s.name}", "dataURI": f"/rest/{s.name}"}
-                        for s in self._exposed()
+                        for s in self._exposed(view)
                     ],
                 }
             )
         if path == "$catalog/$all":
             return _json(
-                {"__UNIQID": self.uniq_id, "dataClasses": [self.dataclass_info(s) for s in self._exposed()]}
+                {
+                    "__UNIQID": self.uniq_id,
+                    "dataClasses": [self.dataclass_info(s, view) for s in self._exposed(view)],
+                }
             )
         name = path[len("$catalog/") :]
-        return _json(self.dataclass_info(self._table(name).schema))
+        return _json(self.dataclass_info(self._table(name, view).schema, view))
 
-    def dataclass_info(self, s: TableSchema) -> dict[str, Any]:
-        """One dataclass as ``$catalog/{DataClass}`` describes it."""
+    def dataclass_info(self, s: TableSchema, view: Structure) -> dict[str, Any]:
+        """One dataclass as ``$catalog/{DataClass}`` describes it (fields as ``view`` has them).
+
+        ``fieldPos`` is the 4D field number: a removed or hidden field leaves a gap, and fields
+        added at run time come after ``__GlobalStamp`` (and the showcase fields).
+        """
         cfg = self.cfg
         attrs: list[dict[str, Any]] = []
-        for pos, f in enumerate(s.fields, 1):
-            if f"{s.name}.{f.name}" in cfg.hidden_fields:
-                continue
+
+        def storage(f: Field, pos: int) -> None:
+            if f"{s.name}.{f.name}" in view.hidden_fields:
+                return
             a: dict[str, Any] = {
                 "name": f.name,
                 "kind": "storage",
@@ -398,7 +466,11 @@ class Simulator:
             if f.type == DATE:
                 a["simpleDate"] = True
             attrs.append(a)
-        pos = len(s.fields)
+
+        original = [f for f in s.fields if not f.added]
+        for pos, f in enumerate(original, 1):
+            storage(f, pos)
+        pos = len(original)
         if tracked(cfg, s.name):
             pos += 1
             attrs.append(
@@ -417,6 +489,10 @@ class Simulator:
                 attrs.append(
                     {"name": f.name, "kind": "storage", "fieldPos": pos, "scope": "public", "type": f.type}
                 )
+        for f in s.fields:
+            if f.added:
+                pos += 1
+                storage(f, pos)
         if cfg.relations:
             for r in s.relations:
                 if r.many_to_one:
@@ -499,6 +575,10 @@ class Simulator:
             tracked=tracked(self.cfg, t.schema.name),
             strict_dates=self.cfg.strict_dates,
             resolve_relation=self._relation_resolver(t),
+            opaque=t.wire_fields,
+            pk_of=t.pk if t.twins else None,
+            hidden=t.structure.hidden(t.schema.name),
+            converters=_converters(t),
         )
         return comp.plan(parse(text))
 
@@ -507,15 +587,16 @@ class Simulator:
             rel = t.schema.relation(rel_name) if self.cfg.relations else None
             if rel is None or not rel.many_to_one:
                 return None
-            target = self.ds.table(rel.target)
+            target = t.structure.table(self.ds, rel.target)
             f = target.schema.field(sub)
-            if f is None:
+            if f is None or sub in t.structure.hidden(rel.target):
                 return None
             fk, i = t.schema.index[rel.fk], target.schema.index[sub]
+            conv = converter(target, sub) or (lambda v: v)
 
             def fetch(row: tuple) -> Any:
                 v = row[fk]
-                return target.row(v)[i] if v is not None and target.contains(v) else None
+                return conv(target.row(v)[i]) if v is not None and target.contains(v) else None
 
             return f.type, fetch
 
@@ -531,19 +612,37 @@ class Simulator:
         self, t: Table, q: Mapping[str, str], filter_text: str | None = None, orderby_text: str | None = None
     ) -> Any:
         filter_text = q.get("$filter") if filter_text is None else filter_text
-        orderby_text = q.get("$orderby") if orderby_text is None else orderby_text
+        shuffle = self.cfg.shuffle_unsorted
+        if orderby_text is None:
+            orderby_text = q.get("$orderby")
+            if orderby_text and self.faults.fire("ignore_orderby", t.schema.name):
+                # The fault's point is visible disorder, even where unsorted means key order.
+                orderby_text, shuffle = "", True
         plan = self._plan(t, filter_text, q.get("$params"))
         orderby = (
-            parse_orderby(strip_quotes(orderby_text, '"'), t, tracked=tracked(self.cfg, t.schema.name))
+            parse_orderby(
+                strip_quotes(orderby_text, '"'),
+                t,
+                tracked=tracked(self.cfg, t.schema.name),
+                hidden=t.structure.hidden(t.schema.name),
+            )
             if orderby_text
             else []
         )
-        key = (t.schema.name, filter_text, q.get("$params"), orderby_text, self.ds.global_stamp)
+        key = (
+            t.schema.name,
+            filter_text,
+            q.get("$params"),
+            orderby_text,
+            shuffle,
+            t.structure.version,  # a retyped field converts per version
+            self.ds.global_stamp,
+        )
         return self.engine.select(
-            t, plan, orderby, shuffle=self.cfg.shuffle_unsorted, cache_key=key, row_filter=self._row_filter(t)
+            t, plan, orderby, shuffle=shuffle, cache_key=key, row_filter=self._row_filter(t)
         )
 
-    def _page(self, q: Mapping[str, str]) -> tuple[int, int]:
+    def _page(self, table: str, q: Mapping[str, str]) -> tuple[int, int]:
         def num(name: str) -> int | None:
             raw = q.get(name)
             if raw is None or raw == "":
@@ -558,10 +657,9 @@ class Simulator:
             top = num("$limit")
         if top is None:
             top = self.cfg.default_top
-        for cap in (self.cfg.max_page_size, self.faults.page_cap()):
-            if cap is not None:
-                top = min(top, cap)
-        return num("$skip") or 0, top
+        if self.cfg.max_page_size is not None:
+            top = min(top, self.cfg.max_page_size)
+        return num("$skip") or 0, self.faults.page_cap(table, top)
 
     def _attr_list(self, t: Table, path_attrs: str | None, q: Mapping[str, str]) -> list[str] | None:
         raw = q.get("$attributes")
@@ -592,7 +690,7 @@ class Simulator:
             return hit[1]
         t = self.ds.table(child)
         i = t.schema.index[fk]
-        counts = Counter(t.row(k)[i] for k in t.keys)
+        counts = Counter(t.row(k)[i] for k in t.rids())
         self._counts_cache[key] = (self.ds.global_stamp, counts)
         return counts
 
@@ -615,7 +713,7 @@ class Simulator:
     def collection(self, t: Table, path_attrs: str | None, q: Mapping[str, str]) -> Response:
         """An entity collection page (optionally also saved as an entity set)."""
         sel = self._selection(t, q)
-        skip, top = self._page(q)
+        skip, top = self._page(t.schema.name, q)
         enc = self._encoder(t, self._attr_list(t, path_attrs, q), q)
         set_uri = None
         if q.get("$method", "").lower() == "entityset":
@@ -670,16 +768,16 @@ class Simulator:
             return _json({"ok": True})
         keys: Any = es.keys
         if q.get("$clean", "").lower() == "true":
-            keys = array("q", (k for k in es.keys if t.contains(k)))
+            keys = array("q", (k for k in es.keys if t.live(k)))
             if method == "entityset":
                 es = self.entity_sets.add(
                     t.schema.name, keys, float(q.get("$timeout") or self.cfg.entityset_timeout)
                 )
         if q.get("$filter") or q.get("$orderby"):
-            members = set(k for k in keys if t.contains(k))
+            members = set(k for k in keys if t.live(k))
             sel = self._selection(t, q)
             keys = array("q", (sel[i] for i in range(len(sel)) if sel[i] in members))
-        skip, top = self._page(q)
+        skip, top = self._page(t.schema.name, q)
         enc = self._encoder(t, self._attr_list(t, path_attrs, q), q)
         entities = [enc.entity_or_placeholder(keys[i]) for i in range(skip, min(len(keys), skip + top))]
         if enc.as_array:
@@ -718,15 +816,15 @@ class Simulator:
             raise errors.entity_not_found(t.schema.name, str(key))
         rel = t.schema.relation(rest) if rest and self.cfg.relations else None
         if rel is not None:
-            target = self.ds.table(rel.target)
+            target = t.structure.table(self.ds, rel.target)
             if rel.many_to_one:
                 v = t.row(key)[t.schema.index[rel.fk]]
                 if v is None or not target.contains(v):
                     raise errors.entity_not_found(rel.target, str(v))
                 return self._single(target, v, self._attr_list(target, None, q), q)
             fk = target.schema.index[rel.fk]
-            children = array("q", (c for c in target.keys if target.row(c)[fk] == key))
-            skip, top = self._page(q)
+            children = array("q", (c for c in target.rids() if target.row(c)[fk] == key))
+            skip, top = self._page(rel.target, q)
             enc = self._encoder(target, self._attr_list(target, None, q), q)
             ents = [enc.entity(children[i]) for i in range(skip, min(len(children), skip + top))]
             return _json(
@@ -752,10 +850,18 @@ class Simulator:
     def by_attribute(self, t: Table, attr: str, value: str, rest: str, q: Mapping[str, str]) -> Response:
         """``/rest/T:attr(value)``: one entity by a unique non-PK attribute."""
         f = t.schema.field(attr)
-        if f is None:
+        if f is None or attr in t.structure.hidden(t.schema.name):
             raise errors.attribute_not_found(attr, t.schema.name)
         value = strip_quotes(strip_quotes(value, '"'), "'")
-        plan = Compiler(t.schema, [value], tracked=False, strict_dates=False).plan(parse(f"{attr} === :1"))
+        plan = Compiler(
+            t.schema,
+            [value],
+            tracked=False,
+            strict_dates=False,
+            opaque=t.wire_fields,
+            pk_of=t.pk if t.twins else None,
+            converters=_converters(t),
+        ).plan(parse(f"{attr} === :1"))
         sel = self.engine.select(t, plan, [(t.schema.key, False)], shuffle=False)
         if not len(sel):
             raise errors.entity_not_found(t.schema.name, value)
@@ -764,11 +870,16 @@ class Simulator:
     def aggregate(self, t: Table, attr: str, q: Mapping[str, str]) -> Response:
         """``$distinct=true`` (bare sorted array) and ``$compute`` (object or bare scalar)."""
         f = t.schema.field(attr)
-        if f is None or f"{t.schema.name}.{attr}" in self.cfg.hidden_fields:
+        if f is None or attr in t.structure.hidden(t.schema.name):
             raise errors.attribute_not_found(attr, t.schema.name)
         i = t.schema.index[attr]
         sel = self._selection(t, {k: v for k, v in q.items() if k != "$orderby"})
         values = [t.row(sel[j])[i] for j in range(len(sel))]
+        conv = converter(t, attr)
+        if conv is not None:
+            values = [conv(v) for v in values]
+        if attr in t.wire_fields:
+            values = [None if isinstance(v, WireValue) else v for v in values]
         enc = EntityEncoder(self.ds, t, self.cfg, [attr])
         wire = enc.attrs[0].get
         if q.get("$distinct", "").lower() == "true":
@@ -792,9 +903,45 @@ class Simulator:
         return _json(result[op])
 
 
+class ResponseHeaders:
+    """Headers every response carries: ``Date`` from the simulator's clock, and the balancer cookie.
+
+    uvicorn's own ``date`` header is switched off (``SimulatorServer``) so there is exactly one,
+    and it tells the simulated server machine's time, not the test machine's.
+    """
+
+    def __init__(self, app: Any, sim: Simulator) -> None:
+        self.app = app
+        self.sim = sim
+        name = sim.cfg.balancer_cookie
+        self.cookie = f"{name}=node1; Path=/".encode() if name else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", self.sim.clock.http_date().encode()))
+                if self.cookie is not None:
+                    headers.append((b"set-cookie", self.cookie))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        scope[RAW_SEND] = send
+        await self.app(scope, receive, with_headers)
+
+
+def _converters(t: Table) -> dict[str, Callable[[Any], Any]]:
+    """Read conversions of ``t``'s retyped fields, for the query engine (empty almost always)."""
+    return {name: conv for name in t.retyped if (conv := converter(t, name)) is not None}
+
+
 def default_entity_attributes(cfg: SimulatorConfig, schema: TableSchema) -> list[str]:
-    """Public helper: what an entity carries without ``$attributes``."""
-    return default_attributes(cfg, schema)
+    """Public helper: what an entity carries without ``$attributes`` (configured structure)."""
+    return default_attributes(cfg, schema, cfg.hidden_fields | cfg.privileged_fields)
 
 
 def create_app(dataset: Dataset, config: SimulatorConfig | None = None) -> tuple[Any, Simulator]:

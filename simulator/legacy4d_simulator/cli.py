@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--null-dates", action="store_true", help="serve blank dates as null")
     s.add_argument("--showcase-fields", action="store_true")
     s.add_argument("--control-token", help="require X-Sim-Token on /_sim endpoints")
+    s.add_argument("--clock-offset-days", type=float, default=0, help="server clock offset from real time")
+    s.add_argument("--balancer-cookie", help="a load balancer's cookie name set on every response")
     s.add_argument("--page-cap", type=int, help="server-side cap on $top")
     s.add_argument("--fail-rate", type=float, help="probability of a 500 __ERROR per request")
     s.add_argument("--latency", type=float, help="extra seconds before every response")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         null_dates_as_null=args.null_dates,
         showcase_fields=args.showcase_fields,
         control_token=args.control_token,
+        clock_offset_days=args.clock_offset_days,
+        balancer_cookie=args.balancer_cookie,
     )
     server = SimulatorServer(dataset, config, host=args.host, port=args.port, log_level=args.log_level)
     if args.fail_rate:

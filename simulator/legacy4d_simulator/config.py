@@ -30,6 +30,8 @@ class SimulatorConfig:
         max_page_size: server-side cap on ``$top`` (None: no cap, as documented).
         legacy_quirks: 4D Mobile-era output: quoted ``__TIMESTAMP``, ``__SENT`` after ``__ENTITIES``,
             no ``__DATACLASS``/``__GlobalStamp`` in envelopes.
+        logout_endpoint: ``$directory/logout`` (GET or POST) ends the caller's session and frees its
+            licence; False: unknown path (404/1800), as on servers whose docs list only ``login``.
         shuffle_unsorted: serve selections without ``$orderby`` in a scrambled (non-key) order.
         change_tracking: the datastore has ``__GlobalStamp`` fields and ``__DeletedRecords``.
         untracked_tables: tables served without ``__GlobalStamp`` (envelope stamp 0, no deletion log).
@@ -48,6 +50,12 @@ class SimulatorConfig:
         app_name: used in ``$info``.
         control_token: when set, ``/_sim/*`` needs header ``X-Sim-Token``.
         time_unit: unit of Time (duration) values on the wire; only ``"ms"`` is implemented.
+        clock_offset_days: the server machine's clock runs this many days off real time (``Date``
+            header, ``__TIMESTAMP``, ModifiedDate/ModifiedTime of saves); see ``Simulator.set_clock``.
+        schema_changes_need_new_session: run-time structure changes (``sim.schema``) are seen only
+            by sessions opened afterwards, as 4D documents; False: by every request at once.
+        balancer_cookie: name of a sticky-session load balancer's cookie (e.g. ``"SRVID"``) set on
+            every response as ``NAME=node1; Path=/``; it is not a 4D session cookie.
     """
 
     username: str | None = None
@@ -76,6 +84,10 @@ class SimulatorConfig:
     app_name: str = "LegacyERP"
     control_token: str | None = None
     time_unit: str = "ms"
+    logout_endpoint: bool = True
+    clock_offset_days: float = 0
+    balancer_cookie: str | None = None
+    schema_changes_need_new_session: bool = True
 
     @property
     def restricted(self) -> bool:

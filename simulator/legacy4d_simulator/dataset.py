@@ -3,7 +3,8 @@
 Storage is an immutable *base* (CSV rows in a dict, or the lazy :class:`Generator`) plus an
 *overlay* of mutated rows, so a 5-million-record dataset holds only its sorted key arrays.
 Every save stamps the record like 4D does: ``__STAMP`` + 1, ``__GlobalStamp`` = the datastore's
-counter (which then increments), ``__TIMESTAMP`` = now; a delete appends a ``__DeletedRecords`` row.
+counter (which then increments), ``__TIMESTAMP`` = now by the server's :class:`Clock`; a delete
+appends a ``__DeletedRecords`` row.
 
 Base records get ``__STAMP`` 1 and ``__GlobalStamp`` = their load position (tables loaded in
 schema order, keys ascending), so the base part of the ``__GlobalStamp`` index is arithmetic.
@@ -31,16 +32,29 @@ from legacy4d_simulator.schema import (
     NUMBER,
     TABLES,
     WORD,
+    Field,
     TableSchema,
 )
-from legacy4d_simulator.values import BLANK_DATE, WireValue, coerce_date, iso_timestamp, now_timestamp
+from legacy4d_simulator.values import BLANK_DATE, Clock, WireValue, coerce_date, iso_timestamp
+
+TWIN_BASE = 1 << 60
+"""Record ids from here up name *twins* (records repeating another's primary key); keys stay below."""
+
+SYSTEM_WIRE_KEYS = frozenset({"__KEY", "__TIMESTAMP", "__STAMP"})
+"""System keys a save may override on the wire (WireValue/RawJson; None stops overriding)."""
 
 Meta = tuple[int, int, str | None]
 """(``__STAMP``, ``__GlobalStamp``, ``__TIMESTAMP`` or None = derive from ModifiedDate/Time)."""
 
 
 class Table:
-    """One dataclass: sorted live keys, base rows, overlay and change log."""
+    """One dataclass: sorted live keys, base rows, overlay and change log.
+
+    Records are addressed by a *record id*: the primary key itself, except for twins (a second
+    record with the same key, :meth:`Dataset.add_twin`), whose ids are ``TWIN_BASE`` + n. The key
+    array holds the key once per record, so index ranges and counts include twins unchanged;
+    :meth:`rid_at` turns a position back into a record id. A table without twins pays nothing.
+    """
 
     def __init__(
         self, schema: TableSchema, base_keys: Sequence[int], base_row: Callable[[int], tuple], gs_offset: int
@@ -56,6 +70,18 @@ class Table:
         self.change_gs = array("q")
         self.change_key = array("q")
         self.version = 0
+        # Wire-level oddities, empty unless a test plants some: system keys served as given per
+        # record, and the fields that ever held a WireValue (queries read those as NULL).
+        self.wire_system: dict[int, dict[str, WireValue]] = {}
+        self.wire_fields: set[str] = set()
+        self.structure: Any = None
+        """On a request's view of the table (structure.Structure.table): the version it serves."""
+        self.retyped: set[str] = set()
+        """Fields whose type changed at run time: read through a conversion (see structure.py)."""
+        self.twins: dict[int, list[int]] = {}
+        """Key -> record ids of its live twins, in creation order (the key's own record first)."""
+        self.twin_key: dict[int, int] = {}
+        """Twin record id -> its key (kept after deletion for entity-set placeholders)."""
         keys = base_keys
         self._base_first = keys.start if isinstance(keys, range) and keys.step == 1 else None
         self._md = schema.index.get("ModifiedDate")
@@ -68,6 +94,37 @@ class Table:
         """True when ``key`` is a live record."""
         i = bisect_left(self.keys, key)
         return i < len(self.keys) and self.keys[i] == key
+
+    def live(self, rid: int) -> bool:
+        """True when record id ``rid`` (a key or a twin's id) is a live record."""
+        if rid < TWIN_BASE:
+            return self.contains(rid)
+        return self.overlay.get(rid) is not None
+
+    def pk(self, rid: int) -> int:
+        """The primary key value of record id ``rid``."""
+        return rid if rid < TWIN_BASE else self.twin_key[rid]
+
+    def rid_at(self, j: int) -> int:
+        """Record id at position ``j`` of the key array (a key's records: its own, then twins)."""
+        k = self.keys[j]
+        twins = self.twins.get(k)
+        if twins is None:
+            return k
+        n = j - bisect_left(self.keys, k)
+        return k if n == 0 else twins[n - 1]
+
+    def rids_of(self, key: int) -> list[int]:
+        """Record ids of the live records with primary key ``key`` (none, one, or with twins)."""
+        if not self.contains(key):
+            return []
+        return [key, *self.twins.get(key, ())]
+
+    def rids(self) -> Iterator[int]:
+        """Record ids of all live records in key order."""
+        if not self.twins:
+            return iter(self.keys)
+        return (self.rid_at(j) for j in range(len(self.keys)))
 
     def row(self, key: int) -> tuple:
         """The stored tuple of a live record (caller checked it is live)."""
@@ -145,7 +202,7 @@ def _csv_converter(typ: str) -> Callable[[str], Any]:
     return lambda s: s if s != "" else None
 
 
-def _coerce(typ: str, value: Any) -> Any:
+def coerce(typ: str, value: Any) -> Any:
     """Convert a mutation API value to the stored form of a field type."""
     if value is None or isinstance(value, WireValue):
         return value
@@ -160,6 +217,26 @@ def _coerce(typ: str, value: Any) -> Any:
     return value if isinstance(value, (str, dict, list)) else str(value)
 
 
+def _split_system(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate field changes from wire overrides of system keys (``__KEY``, ...)."""
+    system = {k: v for k, v in changes.items() if k in SYSTEM_WIRE_KEYS}
+    for k, v in system.items():
+        if v is not None and not isinstance(v, WireValue):
+            raise ValueError(f"{k} can only be given as a WireValue or RawJson (None: stop overriding)")
+    return {k: v for k, v in changes.items() if k not in SYSTEM_WIRE_KEYS}, system
+
+
+def _apply_wire(t: Table, key: int, changes: Mapping[str, Any], system: Mapping[str, Any]) -> None:
+    t.wire_fields.update(n for n, v in changes.items() if isinstance(v, WireValue))
+    if not system:
+        return
+    merged = {k: v for k, v in {**t.wire_system.get(key, {}), **system}.items() if v is not None}
+    if merged:
+        t.wire_system[key] = merged
+    else:
+        t.wire_system.pop(key, None)
+
+
 class Dataset:
     """The datastore the simulator serves. Thread-safe: mutate it while a sync is running."""
 
@@ -168,6 +245,8 @@ class Dataset:
         self.source = source
         self.generator = generator
         self.lock = threading.RLock()
+        self.clock = Clock()
+        """The server machine's clock for saves (a :class:`SimulatorServer` installs its own)."""
         self.global_stamp = sum(len(t.base_keys) for t in tables.values()) + 1
         self.deleted = Table(DELETED_SCHEMA, (), lambda k: (), 0)
         self._deleted_rows: dict[int, tuple] = {}
@@ -237,7 +316,8 @@ class Dataset:
             return sum(len(t) for t in self.tables.values())
 
     def keys(self, table: str) -> Iterator[int]:
-        """Live keys ascending (a snapshot of the compact key array, no record is built)."""
+        """Live keys ascending, once per record (a key with a twin twice); a snapshot of the
+        compact key array, no record is built."""
         with self.lock:
             snapshot = array("q", self.table(table).keys)
         return iter(snapshot)
@@ -283,9 +363,9 @@ class Dataset:
         for name, value in changes.items():
             f = schema.field(name)
             assert f is not None
-            row[schema.index[name]] = _coerce(f.type, value)
+            row[schema.index[name]] = coerce(f.type, value)
         # 4D applications maintain these on every save (schema doc); honour explicit values.
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock.now()
         if "ModifiedDate" in schema.index and "ModifiedDate" not in changes:
             row[schema.index["ModifiedDate"]] = now.date()
         if "ModifiedTime" in schema.index and "ModifiedTime" not in changes:
@@ -298,7 +378,7 @@ class Dataset:
         gs = self.global_stamp
         self.global_stamp += 1
         t.overlay[key] = row
-        t.meta[key] = (stamp, gs, now_timestamp())
+        t.meta[key] = (stamp, gs, self.clock.timestamp())
         t.change_gs.append(gs)
         t.change_key.append(key)
         t.version += 1
@@ -311,6 +391,7 @@ class Dataset:
             KeyError: unknown table or field.
             ValueError: the key already exists.
         """
+        record, system = _split_system(record)
         with self.lock:
             t = self.tables[table]
             pk = t.schema.key
@@ -318,18 +399,26 @@ class Dataset:
             key = int(key) if key is not None else (t.keys[-1] + 1 if len(t.keys) else 1)
             if t.contains(key) or (key in t.overlay and t.overlay[key] is not None):
                 raise ValueError(f"{table}({key}) already exists")
+            if key >= TWIN_BASE:
+                raise ValueError(f"keys from {TWIN_BASE} up are reserved for twins' record ids")
             row = self._build(t.schema, None, {**record, pk: key})
             i = bisect_left(t.keys, key)
             t.keys.insert(i, key)
             self._save(t, key, tuple(row), 1)
+            _apply_wire(t, key, record, system)
             return key
 
     def update(self, table: str, key: int, changes: Mapping[str, Any]) -> None:
         """Change fields of a live record (the primary key cannot change).
 
+        ``changes`` may also hold ``__KEY``, ``__TIMESTAMP`` or ``__STAMP`` as a
+        :class:`WireValue`/:class:`RawJson`: the record's system key is then served as given
+        (until set to None), e.g. ``{"__KEY": RawJson('"12\\u0000"')}``; so may :meth:`insert`.
+
         Raises:
             KeyError: unknown table, field, or record.
         """
+        changes, system = _split_system(changes)
         with self.lock:
             t = self.tables[table]
             if not t.contains(key):
@@ -338,9 +427,72 @@ class Dataset:
                 raise ValueError("the primary key cannot change")
             row = self._build(t.schema, t.row(key), changes)
             self._save(t, key, tuple(row), t.meta_of(key)[0] + 1)
+            _apply_wire(t, key, changes, system)
+
+    # -- structure (driven by structure.SchemaChanges) ------------------------------------------
+    def add_field(self, table: str, field: Field, value_of: Callable[[int], Any]) -> None:
+        """Append a storage field; every existing record holds ``value_of(its key)``.
+
+        Base rows get the value when read (they are never stored); mutated rows now.
+        """
+        with self.lock:
+            t = self.tables[table]
+            s = t.schema
+            t.schema = TableSchema(s.name, s.number, s.key, (*s.fields, field), s.relations)
+            base_row = t.base_row
+            t.base_row = lambda k: (*base_row(k), value_of(k))
+            for rid, row in t.overlay.items():
+                if row is not None:
+                    t.overlay[rid] = (*row, value_of(row[0]))
+            t.version += 1
+
+    def retype_field(self, table: str, name: str, typ: str, length: int | None) -> None:
+        """Give a field another type: saves coerce to it, reads convert stored values by value."""
+        with self.lock:
+            t = self.tables[table]
+            s = t.schema
+            i = s.index[name]
+            old = s.fields[i]
+            new = Field(name, typ, old.indexed, length, old.added)
+            t.schema = TableSchema(
+                s.name, s.number, s.key, (*s.fields[:i], new, *s.fields[i + 1 :]), s.relations
+            )
+            t.retyped.add(name)
+            t.version += 1
+
+    def add_twin(self, table: str, key: int, changes: Mapping[str, Any] | None = None) -> None:
+        """Save a second record with the same primary key as the live record ``key``.
+
+        Legacy 4D tables may lack a unique index on the key field, so two records can share it.
+        The twin starts as a copy of the record with ``changes`` applied and is a save of its own
+        (``__STAMP`` 1, next ``__GlobalStamp``, ``__TIMESTAMP``/ModifiedDate/Time now unless
+        given). Selections treat it as 4D does: ``PK = k``, ``PK >= k``, ``PK in [k]`` and
+        ``__COUNT`` include both, ``PK > k`` neither; sorted on the key they are adjacent.
+        :meth:`get`, :meth:`update` and :meth:`stamps` address the first record; :meth:`delete`
+        deletes them all. Call again for a third record.
+
+        Raises:
+            KeyError: unknown table, field or record.
+            ValueError: ``changes`` gives another primary key.
+        """
+        changes, system = _split_system(changes or {})
+        with self.lock:
+            t = self.tables[table]
+            if not t.contains(key):
+                raise KeyError(f"{table}({key}) not found")
+            if t.schema.key in changes and int(changes[t.schema.key]) != key:
+                raise ValueError("a twin has its original's primary key")
+            row = self._build(t.schema, t.row(key), changes)
+            rid = TWIN_BASE + len(t.twin_key) + 1
+            t.keys.insert(bisect_right(t.keys, key), key)
+            t.twins.setdefault(key, []).append(rid)
+            t.twin_key[rid] = key
+            self._save(t, rid, tuple(row), 1)
+            _apply_wire(t, rid, changes, system)
 
     def delete(self, table: str, key: int) -> None:
-        """Delete a live record and log it in ``__DeletedRecords`` like 4D change tracking.
+        """Delete the live record(s) with primary key ``key`` (twins too), each logged in
+        ``__DeletedRecords`` with its own ``__Stamp`` like 4D change tracking.
 
         Raises:
             KeyError: unknown table or record.
@@ -348,16 +500,19 @@ class Dataset:
         with self.lock:
             t = self.tables[table]
             i = bisect_left(t.keys, key)
-            if i >= len(t.keys) or t.keys[i] != key:
+            j = bisect_right(t.keys, key)
+            if i == j:
                 raise KeyError(f"{table}({key}) not found")
-            del t.keys[i]
-            stamp = self.global_stamp
-            self.global_stamp += 1
-            t.overlay[key] = None
-            t.meta[key] = (0, stamp, now_timestamp())
-            t.version += 1
+            del t.keys[i:j]
             d = self.deleted
-            dkey = d.keys[-1] + 1 if len(d.keys) else 1
-            self._deleted_rows[dkey] = (dkey, str(key), stamp, t.schema.name, t.schema.number)
-            d.keys.append(dkey)
+            for rid in (key, *t.twins.pop(key, ())):
+                stamp = self.global_stamp
+                self.global_stamp += 1
+                t.overlay[rid] = None
+                t.meta[rid] = (0, stamp, self.clock.timestamp())
+                t.wire_system.pop(rid, None)
+                dkey = d.keys[-1] + 1 if len(d.keys) else 1
+                self._deleted_rows[dkey] = (dkey, str(key), stamp, t.schema.name, t.schema.number)
+                d.keys.append(dkey)
+            t.version += 1
             d.version += 1

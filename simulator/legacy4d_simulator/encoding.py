@@ -22,6 +22,7 @@ from legacy4d_simulator.schema import (
     SHOWCASE_FIELDS,
     TableSchema,
 )
+from legacy4d_simulator.structure import converter
 from legacy4d_simulator.values import BLANK_DATE, WireValue, date_to_wire
 
 Getter = Callable[[int, tuple, tuple], Any]
@@ -61,14 +62,19 @@ class EntityEncoder:
         self.ds = ds
         self.table = table
         self.cfg = cfg
+        self.view = table.structure
+        """The structure version served (exposed/privileged fields, relation targets' schemas)."""
         self.schema = table.schema
         self.as_array = as_array
         self.tracked = tracked(cfg, self.schema.name)
-        names = attrs if attrs else default_attributes(cfg, self.schema)
+        names = attrs if attrs else default_attributes(cfg, self.schema, self._hidden())
         self.attrs = [self._attr(n, explicit=attrs is not None) for n in names]
         self.attrs = [a for a in self.attrs if a is not None]
 
     # -- attribute compilation -----------------------------------------------------------------
+    def _hidden(self) -> frozenset[str]:
+        return self.view.hidden_fields | self.view.privileged_fields
+
     def _value(self, typ: str) -> Callable[[Any], Any]:
         if typ == DATE:
             blank_as_null = self.cfg.null_dates_as_null
@@ -86,13 +92,17 @@ class EntityEncoder:
     def _attr(self, name: str, *, explicit: bool) -> Attr | None:
         s = self.schema
         full = f"{s.name}.{name}"
-        if full in self.cfg.privileged_fields:
+        if full in self.view.privileged_fields:
             return None  # privilege-hidden attributes are silently omitted (ORDA privileges)
-        if full in self.cfg.hidden_fields:
+        if full in self.view.hidden_fields:
             raise errors.attribute_not_found(name, s.name)
         f = s.field(name)
         if f is not None:
             i = s.index[name]
+            conv = converter(self.table, name)
+            if conv is not None:  # retyped at run time: the stored value, converted, then encoded
+                enc = self._value(f.type) if f.type == DATE else _number if f.type == NUMBER else _same
+                return Attr(name, lambda k, r, m: enc(conv(r[i])))
             if f.type == DATE:
                 enc = self._value(DATE)
                 return Attr(name, lambda k, r, m: enc(r[i]), ("date", i))
@@ -147,7 +157,7 @@ class EntityEncoder:
 
     def _relation(self, rel: Any, sub: str) -> Attr:
         s, cfg, ds = self.schema, self.cfg, self.ds
-        target = ds.table(rel.target)
+        target = self.view.table(ds, rel.target)
         if rel.many_to_one:
             fk = s.index[rel.fk]
             if not sub:
@@ -179,7 +189,7 @@ class EntityEncoder:
         child_fk = target.schema.index[rel.fk]
 
         def expand(k: int, r: tuple, m: tuple) -> Any:
-            children = [c for c in target.keys if target.row(c)[child_fk] == k]
+            children = [c for c in target.rids() if target.row(c)[child_fk] == k]
             return {
                 "__ENTITYSET": f"{key_uri(cfg, s.name, k)}/{rel.name}?$expand={rel.name}",
                 "__GlobalStamp": envelope_stamp(ds, cfg, rel.target),
@@ -260,22 +270,36 @@ class EntityEncoder:
         row = t.row(key)
         meta = t.meta_of(key)
         ts = t.timestamp(row, meta)
+        pk = t.pk(key)  # ``key`` is a record id: a twin's is not its key
         if self.cfg.legacy_quirks:
             ts = f'"{ts}"'
         if self.as_array:
-            out: dict[str, Any] = {"__KEY": {self.schema.key: key, "__STAMP": meta[0]}, "__TIMESTAMP": ts}
+            out: dict[str, Any] = {"__KEY": {self.schema.key: pk, "__STAMP": meta[0]}, "__TIMESTAMP": ts}
         else:
-            out = {"__KEY": str(key), "__TIMESTAMP": ts, "__STAMP": meta[0]}
+            out = {"__KEY": str(pk), "__TIMESTAMP": ts, "__STAMP": meta[0]}
         for a in self.attrs:
-            value = a.get(key, row, meta)
+            value = a.get(pk, row, meta)
             out[a.name] = value.value if isinstance(value, WireValue) else value
+        wire = t.wire_system.get(key)
+        if wire:  # planted system keys replace the real ones in place
+            for name, value in wire.items():
+                out[name] = value.value
         return out
 
     def entity_or_placeholder(self, key: int) -> dict[str, Any]:
         """An entity-set member: the entity, or the ``{"__STAMP": 0}`` placeholder once deleted."""
-        if self.table.contains(key):
+        if self.table.live(key):
             return self.entity(key)
         return {"__STAMP": 0}
+
+
+def _number(v: Any) -> Any:
+    """4D writes whole reals without a fraction (``0``, not ``0.0``)."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def _unwrap(value: Any) -> Any:
@@ -310,16 +334,17 @@ def envelope_stamp(ds: Dataset, cfg: SimulatorConfig, table: str) -> int:
     return ds.global_stamp if tracked(cfg, table) else 0
 
 
-def default_attributes(cfg: SimulatorConfig, schema: TableSchema) -> list[str]:
-    """Attributes of an entity when no ``$attributes`` is given (exposed ones, in field order)."""
-    hidden = cfg.hidden_fields | cfg.privileged_fields
-    names = [f.name for f in schema.fields if f"{schema.name}.{f.name}" not in hidden]
+def default_attributes(cfg: SimulatorConfig, schema: TableSchema, hidden: frozenset[str]) -> list[str]:
+    """Attributes of an entity when no ``$attributes`` is given: the readable ones in 4D field
+    number order (``hidden``: ``"Table.Field"`` not exposed or not readable)."""
+    names = [f.name for f in schema.fields if f"{schema.name}.{f.name}" not in hidden and not f.added]
     if schema.name == DELETED_RECORDS:
         return names[1:]  # the fixture entity shows no ID attribute
     if tracked(cfg, schema.name):
         names.append(GLOBAL_STAMP)
     if cfg.showcase_fields and schema.name == "Products":
         names.extend(f.name for f in SHOWCASE_FIELDS)
+    names.extend(f.name for f in schema.fields if f.added and f"{schema.name}.{f.name}" not in hidden)
     if cfg.relations:
         names.extend(r.name for r in schema.relations)
     return names

@@ -18,7 +18,16 @@ licence_burst       402 / errCode 1823 for the next ``count`` requests (logins i
 expire_sessions     drop every session now (``after=0``) or after ``after`` more requests
 page_cap            cap ``$top`` at ``max`` (the server silently sends less)
 refuse_table        ``table`` always answers 500 ``__ERROR``, or 404/1800 with ``hidden=True``
+                    (then also absent from ``$catalog`` and ``$catalog/$all``)
+ignore_orderby      ``$orderby`` is ignored (a server or proxy that drops it): the selection is
+                    served in its unsorted, scrambled order; ``$filter``/``$top``/``$skip`` and
+                    ``__COUNT`` are honoured
 =================== ============================================================================
+
+``page_cap`` and ``ignore_orderby`` act inside the application (they change what is served, not
+whether it is served); the others act in :class:`FaultMiddleware` before the application runs.
+Every firing is counted per kind in :attr:`FaultController.fired_counts` (``Stats.faults_fired``),
+which outlives the rule, so a test can prove that a fault it injected really fired.
 """
 
 from __future__ import annotations
@@ -45,7 +54,12 @@ KINDS = (
     "expire_sessions",
     "page_cap",
     "refuse_table",
+    "ignore_orderby",
 )
+RAW_SEND = "legacy4d.raw_send"
+"""Scope key of the server's own ``send``: its bound method reaches the transport (see _drop)."""
+# Kinds the application asks about while answering (see FaultController.fire / page_cap).
+_APP_KINDS = frozenset({"page_cap", "ignore_orderby"})
 _ORDER = {
     k: i
     for i, k in enumerate(
@@ -81,6 +95,8 @@ class FaultController:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self.on_expire: Callable[[], None] | None = None
+        self.fired_counts: Counter = Counter()
+        """Firings per kind since the start (or the last stats reset), kept when rules go away."""
 
     def set(self, kind: str, **params: Any) -> None:
         """Switch a fault on (replacing a rule of the same kind and table).
@@ -99,6 +115,8 @@ class FaultController:
             self._rules.append(Rule(kind, dict(params)))
         if kind == "expire_sessions" and not params.get("after") and self.on_expire:
             self.clear("expire_sessions")
+            with self._lock:
+                self.fired_counts[kind] += 1
             self.on_expire()
 
     def clear(self, kind: str | None = None) -> None:
@@ -111,11 +129,60 @@ class FaultController:
         with self._lock:
             return [{"kind": r.kind, **r.params, "fired": r.fired} for r in self._rules]
 
-    def page_cap(self) -> int | None:
-        """The ``page_cap`` fault's ``max``, if on."""
+    def page_cap(self, table: str | None, top: int) -> int:
+        """``top`` capped by the ``page_cap`` rules for ``table``; counted as fired when it cuts."""
         with self._lock:
-            caps = [int(r.params["max"]) for r in self._rules if r.kind == "page_cap"]
-        return min(caps) if caps else None
+            cutting = [
+                r
+                for r in self._rules
+                if r.kind == "page_cap"
+                and r.params.get("table") in (None, table)
+                and int(r.params["max"]) < top
+            ]
+            if not cutting:
+                return top
+            self.fired_counts["page_cap"] += 1
+            for r in cutting:
+                r.fired += 1
+            return min(int(r.params["max"]) for r in cutting)
+
+    def hidden_tables(self) -> frozenset[str]:
+        """Tables refused with ``hidden=True``: a non-exposed dataclass is absent from ``$catalog``."""
+        with self._lock:
+            return frozenset(
+                r.params["table"]
+                for r in self._rules
+                if r.kind == "refuse_table" and r.params.get("hidden") and r.params.get("table")
+            )
+
+    def fire(self, kind: str, table: str | None) -> bool:
+        """Whether an application-side fault (``ignore_orderby``) acts on this request (counted)."""
+        with self._lock:
+            for r in list(self._rules):
+                if r.kind != kind or r.params.get("table") not in (None, table):
+                    continue
+                if self._hit(r):
+                    return True
+        return False
+
+    def _hit(self, r: Rule) -> bool:
+        """Advance a rule's counters for one matching request; True when it fires (lock held)."""
+        p = r.params
+        r.seen += 1
+        if "count" in p:
+            hit = r.fired < int(p["count"])
+        elif "every" in p:
+            hit = r.seen % max(1, int(p["every"])) == 0
+        elif "rate" in p:
+            hit = self._rng.random() < float(p["rate"])
+        else:
+            hit = True
+        if hit:
+            r.fired += 1
+            self.fired_counts[r.kind] += 1
+            if "count" in p and r.fired >= int(p["count"]):
+                self._rules.remove(r)
+        return hit
 
     def decide(self, table: str | None, top: int | None, is_login: bool) -> list[Rule]:
         """Rules firing for this request (counters advance), in the order they act."""
@@ -124,13 +191,14 @@ class FaultController:
         with self._lock:
             for r in list(self._rules):
                 p = r.params
-                if r.kind == "page_cap":
+                if r.kind in _APP_KINDS:
                     continue
                 if r.kind == "expire_sessions":
                     r.seen += 1
                     if r.seen >= int(p.get("after") or 0):
                         self._rules.remove(r)
                         r.fired += 1
+                        self.fired_counts[r.kind] += 1
                         expire_now = True
                     continue
                 if p.get("table") and p["table"] != table:
@@ -141,20 +209,8 @@ class FaultController:
                     continue
                 if is_login and r.kind not in ("licence_burst", "slow", "drop_connection"):
                     continue
-                r.seen += 1
-                if "count" in p:
-                    hit = r.fired < int(p["count"])
-                elif "every" in p:
-                    hit = r.seen % max(1, int(p["every"])) == 0
-                elif "rate" in p:
-                    hit = self._rng.random() < float(p["rate"])
-                else:
-                    hit = True
-                if hit:
-                    r.fired += 1
+                if self._hit(r):
                     fired.append(r)
-                    if "count" in p and r.fired >= int(p["count"]):
-                        self._rules.remove(r)
         if expire_now and self.on_expire:
             self.on_expire()
         return sorted(fired, key=lambda r: _ORDER[r.kind])
@@ -170,6 +226,7 @@ class Stats:
     failed_logins: int = 0
     sessions_created: int = 0
     faults_fired: Counter = field(default_factory=Counter)
+    """Cumulative firings per fault kind (the simulator shares its FaultController's counter)."""
     active_sessions_fn: Callable[[], int] = field(default=lambda: 0, repr=False)
 
     @property
@@ -205,6 +262,8 @@ class Stats:
 
 def _table_of(path: str) -> str | None:
     rest = path[len("/rest/") :]
+    if rest.startswith("$catalog/"):  # $catalog/{DataClass} describes that dataclass
+        rest = rest[len("$catalog/") :]
     for sep in "([/:?":
         rest = rest.split(sep, 1)[0]
     return rest or None
@@ -248,7 +307,6 @@ class FaultMiddleware:
             path.startswith("/rest/$directory/login"),
         )
         for rule in rules:
-            stats.faults_fired[rule.kind] += 1
             p = rule.params
             if rule.kind == "slow":
                 await asyncio.sleep(float(p.get("delay", 1.0)))
@@ -280,7 +338,7 @@ class FaultMiddleware:
                 await send({"type": "http.response.body", "body": b"Service Unavailable"})
                 return
             elif rule.kind == "drop_connection":
-                await _drop(send, truncate=p.get("mode") == "truncate")
+                await _drop(send, scope.get(RAW_SEND, send), truncate=p.get("mode") == "truncate")
                 return
         await self.app(scope, receive, counting_send)
 
@@ -300,13 +358,14 @@ async def _send_error(send: Any, err: errors.RestError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drop(send: Any, *, truncate: bool) -> None:
+async def _drop(send: Any, raw_send: Any, *, truncate: bool) -> None:
     """Close the client connection without a (complete) response.
 
-    uvicorn hands the app its per-request cycle's bound ``send``; the cycle owns the transport.
-    Marking the cycle disconnected stops uvicorn from answering a 500 on the aborted socket.
+    uvicorn hands the app its per-request cycle's bound ``send`` (``raw_send``, before any
+    middleware wrapped it); the cycle owns the transport. Marking the cycle disconnected stops
+    uvicorn from answering a 500 on the aborted socket.
     """
-    cycle = getattr(send, "__self__", None)
+    cycle = getattr(raw_send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if truncate:
         await send(

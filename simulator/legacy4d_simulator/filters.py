@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from legacy4d_simulator import errors
 from legacy4d_simulator.schema import BOOL, DATE, GLOBAL_STAMP, NUMERIC_TYPES, TableSchema
-from legacy4d_simulator.values import BLANK_DATE, parse_date
+from legacy4d_simulator.values import BLANK_DATE, WireValue, parse_date
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -215,7 +215,19 @@ class Compiler:
         tracked: bool,
         strict_dates: bool,
         resolve_relation: Callable[[str, str], tuple[TableSchema, Callable[[int], Any]] | None] | None = None,
+        opaque: Collection[str] = (),
+        pk_of: Callable[[int], int] | None = None,
+        hidden: Collection[str] = (),
+        converters: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
+        self.hidden = hidden
+        """Fields not exposed to this session: filtering on them is an unknown attribute (1500)."""
+        self.converters = converters or {}
+        """Read conversions of fields retyped at run time (structure.py)."""
+        self.pk_of = pk_of
+        """Record id -> primary key, for tables with twins (their ids are not keys)."""
+        self.opaque = opaque
+        """Fields that may hold WireValues: the query engine reads those values as NULL."""
         self.schema = schema
         self.params = params
         self.tracked = tracked
@@ -272,13 +284,21 @@ class Compiler:
     def _getter(self, attr: str) -> tuple[str, Callable[[int, Any, Any], Any]]:
         schema = self.schema
         if attr == schema.key:
+            pk_of = self.pk_of
+            if pk_of is not None:
+                return schema.fields[0].type, lambda k, r, m: pk_of(k)
             return schema.fields[0].type, lambda k, r, m: k
         if attr == GLOBAL_STAMP and self.tracked:
             return "long64", lambda k, r, m: m[1]
-        f = schema.field(attr)
+        f = schema.field(attr) if attr not in self.hidden else None
         if f is not None:
             i = schema.index[attr]
             self.needs_row = True
+            conv = self.converters.get(attr)
+            if conv is not None:
+                return f.type, lambda k, r, m: None if isinstance(v := conv(r[i]), WireValue) else v
+            if attr in self.opaque:
+                return f.type, lambda k, r, m: None if isinstance(v := r[i], WireValue) else v
             return f.type, lambda k, r, m: r[i]
         if "." in attr and self.resolve_relation:
             rel, _, sub = attr.partition(".")

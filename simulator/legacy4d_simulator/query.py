@@ -12,14 +12,15 @@ import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from legacy4d_simulator import errors
 from legacy4d_simulator.dataset import Table
 from legacy4d_simulator.filters import Plan, fold
 from legacy4d_simulator.schema import BOOL, DATE, GLOBAL_STAMP, NUMERIC_TYPES
-from legacy4d_simulator.values import BLANK_DATE
+from legacy4d_simulator.structure import converter
+from legacy4d_simulator.values import BLANK_DATE, WireValue
 
 _BIG = 1 << 62
 
@@ -35,6 +36,26 @@ class RangeSel:
 
     def __getitem__(self, i: int) -> int:
         return self.keys[self.hi - 1 - i] if self.desc else self.keys[self.lo + i]
+
+    def __iter__(self) -> Iterator[int]:
+        # Without it, iteration would fall back to __getitem__ until IndexError, i.e. run past
+        # ``hi`` to the end of the key array (a PK bound AND a residual predicate saw too much).
+        return (self[i] for i in range(len(self)))
+
+
+class TwinRangeSel(RangeSel):
+    """A :class:`RangeSel` of a table with twins: positions map to record ids, not keys."""
+
+    def __init__(self, table: Table, lo: int, hi: int, desc: bool = False) -> None:
+        super().__init__(table.keys, lo, hi, desc)
+        self.rid_at = table.rid_at
+
+    def __getitem__(self, i: int) -> int:
+        return self.rid_at(self.hi - 1 - i if self.desc else self.lo + i)
+
+
+def _range(t: Table, lo: int, hi: int, desc: bool = False) -> RangeSel:
+    return TwinRangeSel(t, lo, hi, desc) if t.twins else RangeSel(t.keys, lo, hi, desc)
 
 
 class Shuffled:
@@ -69,8 +90,11 @@ def sort_value(typ: str, v: Any) -> tuple:
     return (1, fold(v))
 
 
-def parse_orderby(text: str, table: Table, *, tracked: bool) -> list[tuple[str, bool]]:
-    """``"a desc, b"`` -> ``[("a", True), ("b", False)]``; 1810 on a bad clause."""
+def parse_orderby(
+    text: str, table: Table, *, tracked: bool, hidden: Collection[str] = ()
+) -> list[tuple[str, bool]]:
+    """``"a desc, b"`` -> ``[("a", True), ("b", False)]``; 1810 on a bad clause or an unknown
+    (or not exposed: ``hidden``) attribute."""
     out = []
     for part in text.split(","):
         words = part.split()
@@ -79,7 +103,8 @@ def parse_orderby(text: str, table: Table, *, tracked: bool) -> list[tuple[str, 
         if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
             raise errors.RestError(500, (1810, f"Cannot analyse the $orderby clause {part.strip()!r}"))
         name = words[0]
-        if table.schema.field(name) is None and not (name == GLOBAL_STAMP and tracked):
+        known = table.schema.field(name) is not None and name not in hidden
+        if not known and not (name == GLOBAL_STAMP and tracked):
             raise errors.RestError(
                 500,
                 (
@@ -90,6 +115,17 @@ def parse_orderby(text: str, table: Table, *, tracked: bool) -> list[tuple[str, 
             )
         out.append((name, len(words) == 2 and words[1].lower() == "desc"))
     return out
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _field_sort_key(typ: str, i: int, conv: Callable[[Any], Any] | None) -> Callable[[int, tuple], tuple]:
+    """Sort key of stored field ``i``; ``conv`` reads a retyped field (wire values sort as NULL)."""
+    if conv is None:
+        return lambda k, r: sort_value(typ, r[i])
+    return lambda k, r: sort_value(typ, None if isinstance(v := conv(r[i]), WireValue) else v)
 
 
 class QueryEngine:
@@ -149,10 +185,10 @@ class QueryEngine:
         ):
             lo = 0 if plan is None or plan.pk_lo is None else bisect_left(keys, plan.pk_lo)
             hi = len(keys) if plan is None or plan.pk_hi is None else bisect_right(keys, plan.pk_hi)
-            cand = RangeSel(keys, lo, hi)
+            cand = _range(t, lo, hi)
             if row_filter is None and key_order:
                 if orderby:
-                    return RangeSel(keys, lo, hi, desc)
+                    return _range(t, lo, hi, desc)
                 return Shuffled(cand) if shuffle else cand
         elif plan.empty:
             return array("q")
@@ -164,7 +200,8 @@ class QueryEngine:
             gs_hi = plan.gs_hi if plan.gs_hi is not None else _BIG
             use_gs = plan.gs_lo is not None or plan.gs_hi is not None
             if plan.pk_in is not None:
-                base: Sequence[int] = [k for k in plan.pk_in if pk_lo <= k <= pk_hi and t.contains(k)]
+                # O(keys * log n): one bisect per asked key, never a scan.
+                base: Sequence[int] = [r for k in plan.pk_in if pk_lo <= k <= pk_hi for r in t.rids_of(k)]
             else:
                 lo = bisect_left(keys, pk_lo)
                 hi = bisect_right(keys, pk_hi)
@@ -173,7 +210,7 @@ class QueryEngine:
                     stamp_order = True
                     use_gs = False
                 else:
-                    base = RangeSel(keys, lo, hi)
+                    base = _range(t, lo, hi)
             out = array("q")
             meta_of, row = t.meta_of, t.row
             needs_row = plan.needs_row
@@ -192,7 +229,7 @@ class QueryEngine:
                 return Shuffled(cand)
             return cand
         if key_order:
-            ordered = array("q", sorted(cand)) if stamp_order else cand
+            ordered = array("q", sorted(cand, key=t.pk if t.twins else None)) if stamp_order else cand
             if desc:
                 ordered = array("q", reversed(ordered))
             return ordered if isinstance(ordered, array) else array("q", ordered)
@@ -200,16 +237,19 @@ class QueryEngine:
 
     @staticmethod
     def _sorted(t: Table, cand: Sequence[int], orderby: list[tuple[str, bool]]) -> array:
-        getters = []
+        getters: list[tuple[Callable[[int, tuple], tuple], bool]] = []
+        pk, meta_of = t.pk, t.meta_of
         for name, desc in orderby:
             if name == GLOBAL_STAMP:
-                getters.append((lambda k, r: (1, t.meta_of(k)[1]), desc))
+                getters.append((lambda k, r: (1, meta_of(k)[1]), desc))
             elif name == t.schema.key:
-                getters.append((lambda k, r: (1, k), desc))
+                getters.append((lambda k, r: (1, pk(k)), desc))
             else:
                 i = t.schema.index[name]
-                typ = t.schema.fields[i].type
-                getters.append(((lambda k, r, i=i, typ=typ: sort_value(typ, r[i])), desc))
+                conv = converter(t, name) if name in t.retyped else None
+                if conv is None and name in t.wire_fields:
+                    conv = _same
+                getters.append((_field_sort_key(t.schema.fields[i].type, i, conv), desc))
         items = [(k, t.row(k)) for k in cand]
         # Stable multi-key sort: apply keys from the last to the first.
         items.sort(key=lambda kr: kr[0])

@@ -29,11 +29,18 @@ DELETED_RECORDS = "__DeletedRecords"
 
 @dataclass(frozen=True)
 class Field:
-    """One storage attribute."""
+    """One storage attribute.
+
+    ``length`` is an Alpha field's size (None: Text); ``$catalog`` reports both as ``string``.
+    ``added`` marks a field added at run time: 4D numbers it after every existing field, so it
+    comes after ``__GlobalStamp`` in ``$catalog`` and entities.
+    """
 
     name: str
     type: str
     indexed: bool = False
+    length: int | None = None
+    added: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import threading
@@ -15,6 +16,7 @@ from legacy4d_simulator.app import Simulator
 from legacy4d_simulator.config import SimulatorConfig
 from legacy4d_simulator.dataset import Dataset
 from legacy4d_simulator.faults import FaultController, Stats
+from legacy4d_simulator.structure import SchemaChanges
 
 
 class SimulatorServer:
@@ -50,6 +52,11 @@ class SimulatorServer:
         return self.simulator.faults
 
     @property
+    def schema(self) -> SchemaChanges:
+        """Run-time structure changes (``schema.add_field(...)``, ``schema.unexpose_table(...)``)."""
+        return self.simulator.schema
+
+    @property
     def stats(self) -> Stats:
         """Request/session counters."""
         return self.simulator.stats
@@ -70,6 +77,12 @@ class SimulatorServer:
         """Zero the request counters."""
         self.stats.reset()
 
+    def set_clock(
+        self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None
+    ) -> None:
+        """Move the server's clock to ``when`` or ``offset_days`` off real time (None: real time)."""
+        self.simulator.set_clock(when, offset_days=offset_days)
+
     def expire_sessions(self) -> int:
         """Drop every session now (like an idle timeout or a server restart)."""
         return self.simulator.sessions.expire_all()
@@ -81,6 +94,7 @@ class SimulatorServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            date_header=False,  # the app sends Date from the simulated server's clock
         )
 
     def start(self) -> SimulatorServer:
@@ -122,6 +136,7 @@ class SimulatorServer:
                 log_level=self._log_level,
                 access_log=False,
                 lifespan="off",
+                date_header=False,
             )
         )
         server.run()

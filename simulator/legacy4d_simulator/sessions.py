@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from legacy4d_simulator import errors
 
@@ -26,6 +27,8 @@ class Session:
     licensed: bool = True
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
+    structure: Any = None
+    """The datastore model loaded when the session opened (structure.Structure)."""
 
 
 class SessionManager:
@@ -77,6 +80,7 @@ class SessionManager:
         authenticated: bool = False,
         user: str | None = None,
         licensed: bool = True,
+        structure: Any = None,
     ) -> Session:
         """Open a session; raises the 402 :class:`RestError` when no licence is left."""
         with self._lock:
@@ -84,7 +88,16 @@ class SessionManager:
             self._sweep(now)
             if licensed and sum(1 for s in self._sessions.values() if s.licensed) >= self.licences:
                 raise errors.max_sessions()
-            s = Session(secrets.token_hex(16).upper(), idle_seconds, authenticated, user, licensed, now, now)
+            s = Session(
+                secrets.token_hex(16).upper(),
+                idle_seconds,
+                authenticated,
+                user,
+                licensed,
+                now,
+                now,
+                structure,
+            )
             self._sessions[s.id] = s
             self.created += 1
             return s
@@ -98,6 +111,13 @@ class SessionManager:
             if sum(1 for x in self._sessions.values() if x.licensed) >= self.licences:
                 raise errors.max_sessions()
             s.licensed = True
+
+    def end(self, sid: str | None) -> bool:
+        """End one session now (logout), freeing its licence. False when it was not live."""
+        if not sid:
+            return False
+        with self._lock:
+            return self._sessions.pop(sid, None) is not None
 
     def expire_all(self) -> int:
         """Drop every session (server restart / idle expiry fault). Returns how many."""

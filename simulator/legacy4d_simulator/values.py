@@ -8,7 +8,11 @@ milliseconds since midnight.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import json
 from typing import Any
+
+import orjson
 
 
 class _BlankDate:
@@ -37,7 +41,8 @@ class WireValue:
 
     Real legacy data holds what no type system would allow once it went through old imports
     (``"31!2!2020"`` in a date, ``"n/a"`` in a number); ``dataset.update(table, key,
-    {"Price": WireValue("n/a")})`` makes the simulator send such a value.
+    {"Price": WireValue("n/a")})`` makes the simulator send such a value. Queries, sorts and
+    aggregates see such a value as NULL: the typed engine has nothing it could compare.
     """
 
     __slots__ = ("value",)
@@ -47,6 +52,34 @@ class WireValue:
 
     def __repr__(self) -> str:
         return f"WireValue({self.value!r})"
+
+
+class RawJson(WireValue):
+    """Literal JSON text put into the page verbatim: what no JSON encoder would write.
+
+    Legacy servers send text that ``orjson`` refuses to encode: a lone UTF-16 surrogate escape
+    (``RawJson('"Bad \\ud800 text"')``), an integer wider than 64 bits
+    (``RawJson("123456789012345678901234567890")``), a ``\\u0000`` escape in ``__KEY`` or
+    ``__TIMESTAMP``. The text goes out as an ``orjson.Fragment``. It must be one JSON value by the
+    JSON grammar (checked here with the permissive standard library parser), so that the page
+    stays valid JSON text around it.
+
+    Raises:
+        ValueError: ``text`` is not one JSON value.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"RawJson needs one JSON value, got {text!r}") from exc
+        super().__init__(orjson.Fragment(text.encode()))
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"RawJson({self.text!r})"
 
 
 def date_to_wire(value: Any) -> str | None:
@@ -101,7 +134,38 @@ def iso_timestamp(day: Any, ms: int | None) -> str:
     return f"{iso}T{h % 24:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
 
 
-def now_timestamp() -> str:
-    """The current time as a 4D ``__TIMESTAMP`` string."""
-    now = dt.datetime.now(dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+class Clock:
+    """The simulated server machine's clock: real UTC time moved by an offset.
+
+    4D stamps saves (``__TIMESTAMP``; the ERP's ``ModifiedDate``/``ModifiedTime``) and its HTTP
+    ``Date`` header from the server machine's clock, which need not agree with the client's (skew,
+    another day, a wrong year); moving it lets tests provoke those cases.
+    """
+
+    def __init__(self, offset_days: float = 0) -> None:
+        self.offset = dt.timedelta(days=offset_days)
+
+    def now(self) -> dt.datetime:
+        """The server's current time (aware, UTC)."""
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def set(self, when: dt.datetime | dt.date | None = None, *, offset_days: float | None = None) -> None:
+        """Move the clock to ``when`` (it keeps running from there; naive = UTC, a date = its
+        midnight), or ``offset_days`` away from real time; neither: back to real time."""
+        if when is not None:
+            if not isinstance(when, dt.datetime):
+                when = dt.datetime(when.year, when.month, when.day)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            self.offset = when - dt.datetime.now(dt.UTC)
+        else:
+            self.offset = dt.timedelta(days=offset_days or 0)
+
+    def timestamp(self) -> str:
+        """The current time as a 4D ``__TIMESTAMP`` string."""
+        now = self.now()
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+    def http_date(self) -> str:
+        """The current time as an HTTP ``Date`` header value (RFC 9110 IMF-fixdate)."""
+        return email.utils.format_datetime(self.now(), usegmt=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -35,6 +36,10 @@ def test_cli_serves_generated_data_out_of_process() -> None:
             "4DSID_LegacyERP",
             "--page-cap",
             "20",
+            "--balancer-cookie",
+            "SRVID",
+            "--clock-offset-days",
+            "-3650",
             "--log-level",
             "warning",
         ],
@@ -58,6 +63,10 @@ def test_cli_serves_generated_data_out_of_process() -> None:
             assert r.status_code == 200
             assert r.json()["__SENT"] == 20
             assert "4DSID_LegacyERP" in r.cookies
+            assert r.cookies["SRVID"] == "node1"
+            dates = r.headers.get_list("date")  # one Date header, from the simulated clock
+            assert len(dates) == 1
+            assert int(dates[0].split()[3]) < datetime.now(UTC).year - 8
             assert c.get("/_sim/stats").json()["requests"] >= 1
     finally:
         proc.terminate()

@@ -114,3 +114,88 @@ def test_faults_over_http_control_api(make_server) -> None:
     assert stats["requests_by_status"]["503"] == 1
     sim.reset_stats()
     assert sim.stats.requests == 0
+
+
+def _ids(r: httpx.Response, pk: str) -> list[int]:
+    assert r.status_code == 200, r.text
+    return [e[pk] for e in r.json()["__ENTITIES"]]
+
+
+def test_ignore_orderby_serves_unsorted_pages_but_honours_filter_top_skip_count(make_server) -> None:
+    """ignore_orderby: $orderby dropped (scrambled order) while $filter/$top/$skip/__COUNT still hold."""
+    sim = make_server(shuffle_unsorted=False)  # even where unsorted would mean key order
+    q = {
+        "$filter": '"CustomerID>:1"',
+        "$params": "'[10]'",
+        "$orderby": "CustomerID asc",
+        "$top": 50,
+        "$attributes": "CustomerID",
+    }
+    with rest(sim) as c:
+        assert _ids(c.get("/Customers", params=q), "CustomerID") == list(range(11, 61))
+        count = c.get("/Customers", params=q).json()["__COUNT"]
+        sim.faults.set("ignore_orderby", table="Customers")
+        pages, skip = [], 0
+        while skip < count:
+            r = c.get("/Customers", params={**q, "$skip": skip})
+            assert r.json()["__COUNT"] == count
+            assert r.json()["__FIRST"] == skip
+            pages.append(_ids(r, "CustomerID"))
+            skip += 50
+        assert pages[0] != sorted(pages[0])
+        assert len(pages[0]) == 50
+        seen = [k for page in pages for k in page]
+        assert sorted(seen) == list(range(11, 11 + count))  # every record once, none filtered out
+        other = c.get("/Orders", params={"$orderby": "OrderID desc", "$top": 5, "$attributes": "OrderID"})
+        assert _ids(other, "OrderID") == sorted(_ids(other, "OrderID"), reverse=True)
+        c.get("/Customers", params={"$top": 5})  # no $orderby: nothing to ignore, not counted
+        assert sim.stats.faults_fired["ignore_orderby"] == len(pages)
+        sim.faults.clear("ignore_orderby")
+        assert _ids(c.get("/Customers", params=q), "CustomerID") == list(range(11, 61))
+        sim.faults.set("ignore_orderby", count=1)  # any table, once
+        assert _ids(c.get("/Customers", params=q), "CustomerID") != list(range(11, 61))
+        assert _ids(c.get("/Customers", params=q), "CustomerID") == list(range(11, 61))
+    assert sim.stats.faults_fired["ignore_orderby"] == len(pages) + 1
+
+
+def test_refused_hidden_dataclass_for_one_run(make_server) -> None:
+    """refuse_table hidden=True: 404/1800 for data and $catalog/T, absent from $catalog; clear restores."""
+    sim = make_server()
+    with rest(sim) as c:
+        sim.faults.set("refuse_table", table="Customers", hidden=True)
+        for path in ("/Customers", "/Customers(1)", "/Customers/LastName", "/$catalog/Customers"):
+            r = c.get(path)
+            assert r.status_code == 404, path
+            assert r.json()["__ERROR"][0]["errCode"] == 1800
+        assert "Customers" not in [d["name"] for d in c.get("/$catalog").json()["dataClasses"]]
+        assert "Customers" not in [d["name"] for d in c.get("/$catalog/$all").json()["dataClasses"]]
+        assert c.get("/Orders", params={"$top": 1}).status_code == 200
+        assert c.get("/$catalog/Orders").status_code == 200
+        sim.faults.clear("refuse_table")
+        assert c.get("/Customers", params={"$top": 1}).status_code == 200
+        assert c.get("/$catalog/Customers").json()["name"] == "Customers"
+        assert "Customers" in [d["name"] for d in c.get("/$catalog").json()["dataClasses"]]
+    assert sim.stats.faults_fired["refuse_table"] == 4
+
+
+def test_fault_counters_outlive_exhausted_and_cleared_rules(make_server) -> None:
+    """faults_fired counts every firing per kind, after the rule is used up or cleared (Python and HTTP)."""
+    sim = make_server()
+    with rest(sim) as c:
+        sim.faults.set("error_500", count=1)
+        assert c.get("/Orders").status_code == 500
+        assert sim.faults.active() == []  # used up
+        sim.faults.set("page_cap", max=3)
+        assert c.get("/Orders", params={"$top": 2}).json()["__SENT"] == 2  # not cut: did not fire
+        assert c.get("/Orders", params={"$top": 10}).json()["__SENT"] == 3
+        sim.faults.set("refuse_table", table="Invoices")
+        assert c.get("/Invoices").status_code == 500
+        sim.faults.clear()
+        sim.faults.set("expire_sessions")  # fires at once
+        sim.faults.set("expire_sessions", after=1)
+        assert c.get("/Orders", params={"$top": 1}).status_code == 200
+    expected = {"error_500": 1, "page_cap": 1, "refuse_table": 1, "expire_sessions": 2}
+    assert sim.stats.as_dict()["faults_fired"] == expected
+    assert httpx.get(sim.base_url + "/_sim/stats").json()["faults_fired"] == expected
+    httpx.post(sim.base_url + "/_sim/stats/reset")
+    assert sim.stats.as_dict()["faults_fired"] == {}

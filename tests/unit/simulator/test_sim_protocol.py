@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
+import orjson
+import pytest
 from sim_helpers import rest
 
-from legacy4d_simulator import Dataset
+from legacy4d_simulator import Dataset, RawJson, WireValue
 
 PRODUCT_FIELDS = [
     "ProductID",
@@ -286,3 +289,57 @@ def test_item28_legacy_quirks(make_server) -> None:
         assert ts.endswith('Z"')
         assert body["__ENTITIES"][0]["LastName"] == "line1\rline2"
         assert "__DATACLASS" not in c.get("/Customers(1)").json()
+
+
+def test_raw_json_and_wire_values_in_fields_and_system_keys(make_server) -> None:
+    """RawJson: lone surrogate, >64-bit integer, NUL in __KEY/__TIMESTAMP sent verbatim; page stays JSON."""
+    ds = Dataset.generate(2000, seed=7)
+    n = ds.count("Customers")
+    ds.update(
+        "Customers",
+        5,
+        {
+            "LastName": RawJson('"Bad \\ud800 text"'),
+            "Phone": RawJson("123456789012345678901234567890"),
+            "ModifiedTime": WireValue(90_000_000),
+        },
+    )
+    ds.update(
+        "Customers",
+        6,
+        {
+            "__KEY": RawJson('"6\\u0000"'),
+            "__TIMESTAMP": RawJson('"2020-01-01T00:00:00.000Z\\u0000"'),
+            "ModifiedTime": WireValue("noon"),
+        },
+    )
+    ds.update("Customers", 7, {"ModifiedTime": WireValue(-1)})
+    with pytest.raises(ValueError, match="one JSON value"):
+        RawJson('{"unterminated": ')
+    with pytest.raises(ValueError, match="WireValue or RawJson"):
+        ds.update("Customers", 8, {"__KEY": "8"})
+    sim = make_server(ds)
+    with rest(sim) as c:
+        params = {"$filter": '"CustomerID>=:1 AND CustomerID<=:2"', "$params": "'[4,8]'"}
+        r = c.get("/Customers", params={**params, "$orderby": "CustomerID", "$top": 3, "$skip": 1})
+        assert r.status_code == 200
+        assert '"LastName":"Bad \\ud800 text"' in r.text
+        assert '"Phone":123456789012345678901234567890' in r.text
+        assert '"__KEY":"6\\u0000","__TIMESTAMP":"2020-01-01T00:00:00.000Z\\u0000"' in r.text
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(r.content)  # a strict decoder refuses the lone surrogate
+        body = json.loads(r.text)  # but the page is JSON text
+        assert (body["__COUNT"], body["__FIRST"], body["__SENT"]) == (5, 1, 3)
+        ents = body["__ENTITIES"]
+        assert [e["__KEY"] for e in ents] == ["5", "6\x00", "7"]
+        assert ents[0]["Phone"] == 123456789012345678901234567890
+        assert [e["ModifiedTime"] for e in ents] == [90_000_000, "noon", -1]
+        assert '"__KEY":"6\\u0000"' in c.get("/Customers(6)").text
+        # The query engine reads wire-only values as NULL instead of failing.
+        r = c.get(
+            "/Customers", params={"$filter": '"ModifiedTime>=0"', "$orderby": "ModifiedTime", "$top": 1}
+        )
+        assert r.json()["__COUNT"] == n - 3
+        assert c.get("/Customers/ModifiedTime", params={"$compute": "count"}).json() == n - 3
+        ds.update("Customers", 6, {"__KEY": None, "__TIMESTAMP": None})
+        assert c.get("/Customers(6)").json()["__KEY"] == "6"

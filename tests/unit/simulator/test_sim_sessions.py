@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from sim_helpers import rest
 
 LOGIN = "/$directory/login"
@@ -118,3 +119,56 @@ def test_item23_idle_expiry_open_and_restricted(make_server) -> None:
         login(c, **{"session-4D-length": "120"})  # 120 min = 2x the base idle time
         info = c.get("/$info").json()
         assert info["sessionInfo"][0]["lifeTime"] == 0  # 0.6 s rounds down; shows the field exists
+
+
+def test_logout_ends_the_session_and_frees_its_licence(make_server) -> None:
+    """$directory/logout (POST or the documented GET) -> {"result": true}; session gone, licence back."""
+    sim = make_server(username="sync", password="secret", licences=1)
+    with rest(sim) as c:
+        assert login(c).json() == {"result": True}
+        assert c.get("/Products", params={"$top": 1}).status_code == 200
+        with rest(sim) as other:
+            assert login(other).status_code == 402  # the only licence is held
+        r = c.post("/$directory/logout")
+        assert r.status_code == 200
+        assert r.json() == {"result": True}
+        assert sim.stats.active_sessions == 0
+        assert c.get("/Products", params={"$top": 1}).status_code == 401  # its cookie is dead
+    with rest(sim) as other:
+        assert login(other).json() == {"result": True}
+        assert other.get("/$directory/logout").json() == {"result": True}
+    assert sim.stats.active_sessions == 0
+    assert httpx.post(sim.base_url + "/rest/$directory/logout").json() == {"result": True}  # no session
+    open_ = make_server(licences=1)
+    with rest(open_) as c:
+        assert c.get("/Products", params={"$top": 1}).status_code == 200
+        assert httpx.get(open_.base_url + "/rest/Products").status_code == 402
+        c.post("/$directory/logout")
+        assert httpx.get(open_.base_url + "/rest/Products").status_code == 200
+    old = make_server(logout_endpoint=False)
+    r = httpx.post(old.base_url + "/rest/$directory/logout")
+    assert r.status_code == 404
+    assert r.json()["__ERROR"][0]["errCode"] == 1800
+
+
+def test_balancer_cookie_on_every_response_is_not_a_session(make_server) -> None:
+    """balancer_cookie: SRVID=node1 set on every response; a request carrying only it has no session."""
+    sim = make_server(balancer_cookie="SRVID")
+    with rest(sim) as c:
+        r = c.get("/Products", params={"$top": 1})
+        assert "SRVID=node1; Path=/" in r.headers.get_list("set-cookie")
+        assert set(r.cookies) == {"SRVID", "WASID4D"}
+        assert "SRVID" in c.get("/Nope").cookies  # errors too
+        sim.faults.set("error_503", count=1)
+        assert "SRVID" in c.get("/Products").cookies  # and fault answers
+        assert "SRVID" in httpx.get(sim.base_url + "/_sim/stats").cookies
+    for _ in range(3):
+        r = httpx.get(sim.base_url + "/rest/Products", params={"$top": 1}, cookies={"SRVID": "node1"})
+        assert r.status_code == 200
+        assert "WASID4D" in r.cookies  # a new 4D session each time
+    assert sim.stats.sessions_created == 4
+    locked = make_server(username="sync", password="secret", balancer_cookie="SRVID")
+    r = httpx.get(locked.base_url + "/rest/Products", cookies={"SRVID": "node1"})
+    assert r.status_code == 401
+    with pytest.raises(ValueError, match="cookie_name"):
+        make_server(balancer_cookie="WASID4D")

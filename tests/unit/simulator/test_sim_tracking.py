@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+
 import httpx
 from sim_helpers import rest
 
@@ -113,3 +116,53 @@ def test_control_token(make_server) -> None:
     sim = make_server(control_token="t0k")
     assert httpx.get(sim.base_url + "/_sim/stats").status_code == 403
     assert httpx.get(sim.base_url + "/_sim/stats", headers={"X-Sim-Token": "t0k"}).status_code == 200
+
+
+def _http_date(r: httpx.Response) -> dt.datetime:
+    values = r.headers.get_list("date")
+    assert len(values) == 1, values  # uvicorn's own Date header is off
+    return email.utils.parsedate_to_datetime(values[0])
+
+
+def test_server_clock_drives_date_header_and_saves(make_server, small_dataset: Dataset) -> None:
+    """The server's clock: Date header on every response, ModifiedDate/Time and __TIMESTAMP of saves."""
+    sim = make_server(small_dataset, clock_offset_days=-400)
+    expected = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    with rest(sim) as c:
+        assert abs((_http_date(c.get("/Products", params={"$top": 1})) - expected).total_seconds()) < 10
+        assert abs((_http_date(c.get("/Nope")) - expected).total_seconds()) < 10
+        assert abs((_http_date(httpx.get(sim.base_url + "/_sim/stats")) - expected).total_seconds()) < 10
+        small_dataset.update("Products", 3, {"Price": 1.0})
+        e = c.get("/Products(3)").json()
+        day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=400)).date()
+        assert e["ModifiedDate"] == f"{day.day}!{day.month}!{day.year}"
+        assert e["__TIMESTAMP"].startswith(day.isoformat())
+        sim.set_clock(dt.datetime(2030, 12, 31, 23, 59, 0))
+        r = c.get("/Products", params={"$top": 1})
+        assert r.headers["date"].startswith("Tue, 31 Dec 2030 23:59:")
+        assert r.headers["date"].endswith(" GMT")
+        key = small_dataset.insert("Products", {"ProductName": "late"})
+        e = c.get(f"/Products({key})").json()
+        assert e["ModifiedDate"] == "31!12!2030"
+        assert 86_340_000 <= e["ModifiedTime"] < 86_400_000
+        assert e["__TIMESTAMP"].startswith("2030-12-31T23:59:")
+        # An explicit ModifiedDate is kept, even in the server's future.
+        small_dataset.update("Products", 4, {"ModifiedDate": dt.date(2031, 1, 1)})
+        assert c.get("/Products(4)").json()["ModifiedDate"] == "1!1!2031"
+        later = c.get(
+            "/Products", params={"$filter": "\"ModifiedDate>'2030-12-31'\"", "$attributes": "ProductID"}
+        )
+        assert [x["ProductID"] for x in later.json()["__ENTITIES"]] == [4]
+    clock = httpx.post(sim.base_url + "/_sim/clock", json={"offset_days": 1}).json()
+    assert clock["offset_days"] == 1
+    assert (
+        dt.datetime.fromisoformat(clock["now"]).date()
+        == (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
+    )
+    httpx.post(sim.base_url + "/_sim/clock", json={})
+    assert (
+        abs(
+            (_http_date(httpx.get(sim.base_url + "/rest/$catalog")) - dt.datetime.now(dt.UTC)).total_seconds()
+        )
+        < 10
+    )
