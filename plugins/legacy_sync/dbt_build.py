@@ -1,0 +1,297 @@
+"""Run the dbt project (models + tests) for one sync run and give each table its verdict.
+
+dbt runs as one ``dbt build`` in a child process, over the models of the tables that landed
+something in this run (every model carries a ``legacy:<Table>`` tag): one parse (partial parsing
+survives between runs: the run id is data in ``legacy_sync.transform_context``, not a dbt var),
+one connection pool, and dbt's rule that a failed node skips only what depends on it -- the
+per-table isolation the sync needs. Its per-node lines stream into the task log.
+
+Which table a node concerns is read from the manifest (every model's ``meta.legacy_tables``; a
+test concerns its model's tables), never guessed from names, and each failure becomes one line
+in words for ``sync_log``: what went wrong, how many records, example keys, what to do. dbt's
+node names stay in the task log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from legacy_sync.registry import get_table
+
+log = logging.getLogger(__name__)
+
+_OK = {"success", "pass", "warn", "skipped_without_failure"}
+PACKAGE = "legacy_erp_sync"
+
+
+def dbt_project_dir() -> Path:
+    """``LEGACY_SYNC_DBT_PROJECT_DIR``, else ``dbt_project/`` of this checkout."""
+    configured = os.environ.get("LEGACY_SYNC_DBT_PROJECT_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+@dataclass
+class TableVerdict:
+    """What dbt did to one legacy table in this build."""
+
+    merged: bool = False
+    """Its erp model ran: what it wrote is in ``erp`` and is counted."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def failure(self) -> str | None:
+        if not self.problems:
+            return None
+        shown = "; ".join(self.problems[:3])
+        return shown + (f" (+{len(self.problems) - 3} more, see the transform log)" if len(self.problems) > 3 else "")
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    """Each landed table's verdict, and the warning models' relations with their tables."""
+
+    verdicts: dict[str, TableVerdict]
+    warning_relations: list[tuple[str, str]]
+
+    @property
+    def failed_tables(self) -> dict[str, str]:
+        return {t: v.failure for t, v in self.verdicts.items() if v.failure}
+
+
+# -- from dbt's nodes to words ----------------------------------------------------------------
+
+
+def node_tables(unique_id: str, manifest: dict[str, Any]) -> list[str]:
+    """The legacy tables a node concerns: its own ``meta.legacy_tables``, else (a test) its
+    model's, else every model it reads."""
+    nodes = manifest.get("nodes", {})
+    node = nodes.get(unique_id, {})
+    own = node.get("config", {}).get("meta", {}).get("legacy_tables") or node.get("meta", {}).get(
+        "legacy_tables"
+    )
+    if own:
+        return list(own)
+    parents = [node.get("attached_node")] if node.get("attached_node") else []
+    parents = parents or node.get("depends_on", {}).get("nodes", [])
+    found: list[str] = []
+    for parent in parents:
+        for table in nodes.get(parent, {}).get("config", {}).get("meta", {}).get("legacy_tables") or []:
+            if table not in found:
+                found.append(table)
+    return found
+
+
+def describe_test(node: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """A data test in words: which column of which table, and what it checks."""
+    meta = node.get("test_metadata") or {}
+    kwargs = meta.get("kwargs", {})
+    column = kwargs.get("column_name") or node.get("column_name")
+    parent = manifest.get("nodes", {}).get(node.get("attached_node") or "", {})
+    relation = f"{parent.get('schema', '')}.{parent.get('alias') or parent.get('name', '')}".strip(".")
+    where = f"{relation}.{column}" if column else relation
+    name = meta.get("name")
+    if name == "unique":
+        return f"{where} is not unique"
+    if name == "not_null":
+        return f"{where} is empty"
+    if name == "relationships":
+        return f"{where} points to rows missing from {_ref_name(kwargs.get('to', ''))}"
+    if name == "not_negative":
+        return f"{where} is negative"
+    if name == "accepted_values":
+        return f"{where} holds a value outside {kwargs.get('values')}"
+    if name == "expression_is_true":
+        return f"{relation} breaks the rule `{kwargs.get('expression')}`"
+    if name == "staged_records_loaded_or_rejected":
+        return "records read from 4D in this run were lost between staging and erp"
+    return node.get("description") or f"the check {node.get('name')}"
+
+
+def _ref_name(text: str) -> str:
+    # "{{ ref('orders') }}" -> "erp.orders"
+    for quote in ("'", '"'):
+        if f"ref({quote}" in text:
+            return "erp." + text.split(f"ref({quote}", 1)[1].split(quote, 1)[0]
+    return text or "its parent table"
+
+
+def example_keys(conninfo: str | None, compiled_sql: str | None, limit: int = 5) -> list[str]:
+    """Example keys of a failing test's rows (its ``legacy_id``, else its first column)."""
+    if not conninfo or not compiled_sql:
+        return []
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"select * from ({compiled_sql}) as failing limit {int(limit)}")  # type: ignore[arg-type]
+            names = [d.name for d in cur.description or []]
+            index = names.index("legacy_id") if "legacy_id" in names else 0
+            return [str(row[index]) for row in cur.fetchall()]
+    except psycopg.Error as exc:
+        log.warning("could not read example keys of a failed check: %s", exc)
+        return []
+
+
+def verdicts_from_results(
+    run_results: dict[str, Any], manifest: dict[str, Any], tables: list[str], conninfo: str | None = None
+) -> dict[str, TableVerdict]:
+    """Each table's verdict from ``run_results.json``, with a readable line per problem."""
+    verdicts = {t: TableVerdict() for t in tables}
+    nodes = manifest.get("nodes", {})
+    failed_by_node: dict[str, list[str]] = {}
+    results = run_results.get("results", [])
+    for result in results:
+        unique_id, status = result["unique_id"], str(result.get("status"))
+        if unique_id.startswith("model.") and status in _OK:
+            table = _erp_model_table(unique_id)
+            if table in verdicts:
+                verdicts[table].merged = True
+        if status in _OK or status == "skipped":
+            continue  # a skipped node is explained below, once its upstream failure is known
+        node = nodes.get(unique_id, {})
+        concerned = [t for t in node_tables(unique_id, manifest) if t in verdicts] or list(verdicts)
+        failed_by_node[unique_id] = concerned
+        message = (result.get("message") or status).strip().splitlines()[0][:300]
+        if unique_id.startswith("test."):
+            failures = result.get("failures")
+            if status == "error":
+                problem = f"the check that {describe_test(node, manifest)} could not run: {message}"
+            else:
+                keys = example_keys(conninfo, result.get("compiled_code") or node.get("compiled_code"))
+                problem = (
+                    f"{describe_test(node, manifest)}: {failures} record(s)"
+                    + (f" (e.g. {', '.join(keys)})" if keys else "")
+                )
+        else:
+            relation = f"{node.get('schema', '')}.{node.get('alias') or node.get('name', '')}"
+            problem = f"mapping into {relation} failed in the database: {message}; nothing of it was merged"
+        for table in concerned:
+            verdicts[table].problems.append(problem)
+    for result in results:
+        if str(result.get("status")) != "skipped":
+            continue
+        unique_id = result["unique_id"]
+        upstream = _failed_upstream(unique_id, nodes, failed_by_node)
+        blamed = sorted({t for node_id in upstream for t in failed_by_node[node_id]})
+        for table in [t for t in node_tables(unique_id, manifest) if t in verdicts]:
+            if table in blamed and verdicts[table].problems:
+                continue  # its own failure already says it
+            others = [b for b in blamed if b != table] or blamed
+            verdicts[table].problems.append(
+                f"not mapped: {', '.join(others) or 'an earlier step'} failed in this run and "
+                f"{table} depends on it; nothing more of {table} was merged"
+            )
+    for table, verdict in verdicts.items():
+        if verdict.problems:
+            verdict.problems = list(dict.fromkeys(verdict.problems))
+            verdict.problems.append(
+                "its watermark stays, so the next run reads the same changes again"
+                if not verdict.merged
+                else f"what was merged is counted; the watermark of {table} stays"
+            )
+    return verdicts
+
+
+def _erp_model_table(unique_id: str) -> str | None:
+    """``model.legacy_erp_sync.order_lines`` -> OrderLines (the table's erp model)."""
+    name = unique_id.split(".")[-1]
+    from legacy_sync.registry import TABLES
+
+    return next((t.name for t in TABLES if t.snake_name == name), None)
+
+
+def _failed_upstream(unique_id: str, nodes: dict[str, Any], failed: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(nodes.get(unique_id, {}).get("depends_on", {}).get("nodes", []))
+    found: set[str] = set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in failed:
+            found.add(current)
+        stack.extend(nodes.get(current, {}).get("depends_on", {}).get("nodes", []))
+    # A test that failed on a parent blocks the children too.
+    for node_id in failed:
+        if node_id.startswith("test.") and nodes.get(node_id, {}).get("attached_node") in seen:
+            found.add(node_id)
+    return found
+
+
+def warning_relations(run_results: dict[str, Any], manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(relation name in legacy_transform, table) of the warning models this build refreshed."""
+    built = {r["unique_id"] for r in run_results.get("results", []) if r.get("status") == "success"}
+    found = []
+    for unique_id, node in manifest.get("nodes", {}).items():
+        if unique_id in built and node.get("name", "").startswith("warn_"):
+            for table in node.get("config", {}).get("meta", {}).get("legacy_tables") or []:
+                found.append((node.get("alias") or node["name"], table))
+    return found
+
+
+# -- running dbt ---------------------------------------------------------------------------------
+
+
+def run_dbt_build(
+    run_id: str, tables: list[str], env: dict[str, str], target_name: str = "default", conninfo: str | None = None
+) -> DbtOutcome:
+    """``dbt build`` of the landed tables' models and tests for ``run_id``; each table's verdict."""
+    project = dbt_project_dir()
+    target_path = project / "target" / target_name
+    dbt = Path(sys.executable).with_name("dbt")
+    selection = ["tag:run_context", *(f"tag:legacy:{get_table(t).name}" for t in tables)]
+    command = [
+        str(dbt),
+        "--no-use-colors",
+        "build",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(target_path),
+        "--select",
+        *selection,
+        # Mapping unit tests belong to CI (make test); whole-ERP checks to a plain `dbt test`.
+        "--exclude",
+        "test_type:unit",
+        "tag:whole_erp",
+        "--vars",
+        "{scope: run}",
+    ]
+    results_file = target_path / "run_results.json"
+    results_file.unlink(missing_ok=True)  # never read an earlier run's results as ours
+    log.info("running dbt build for run %s (%s)", run_id, ", ".join(tables))
+    child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
+    lines: list[str] = []
+    with subprocess.Popen(
+        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=project
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            log.info("dbt | %s", line)
+        code = proc.wait()
+    if not results_file.exists():
+        reason = f"dbt did not run (exit {code}): " + " / ".join(lines[-5:])
+        return DbtOutcome({t: TableVerdict(False, [reason]) for t in tables}, [])
+    run_results = orjson.loads(results_file.read_bytes())
+    manifest_file = target_path / "manifest.json"
+    manifest = orjson.loads(manifest_file.read_bytes()) if manifest_file.exists() else {}
+    verdicts = verdicts_from_results(run_results, manifest, tables, conninfo)
+    if code != 0 and not any(v.problems for v in verdicts.values()):
+        reason = f"dbt build exited with {code}: " + " / ".join(lines[-3:])
+        for verdict in verdicts.values():
+            verdict.problems.append(reason)
+    return DbtOutcome(verdicts, warning_relations(run_results, manifest))
