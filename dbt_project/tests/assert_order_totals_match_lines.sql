@@ -1,6 +1,9 @@
--- Every live order whose lines are all loaded has a subtotal equal to the sum of its live
--- lines' line totals, within a cent. Orders with a line that is rejected (in this run, or
--- earlier and still not loaded) are left out: their rejects already say what is missing.
+-- Every live order's subtotal equals the sum of its live lines' totals, within a cent.
+-- A legacy expectation, not an ERP rule: real legacy orders break it (a line edited after the
+-- order, an order-level discount), so it only warns. The sync reports the same per record
+-- (models/sync/warn_order_totals.sql) for the orders a run touched, so the pipeline skips this
+-- whole-table check (tag whole_erp); a plain `dbt test` lists every order to look at.
+{{ config(severity='warn', tags=['whole_erp'], meta={'legacy_tables': ['Orders']}) }}
 with
 
 orders as (
@@ -21,28 +24,6 @@ lines as (
     group by order_id
 ),
 
-live_lines as (
-    select legacy_id
-    from {{ ref('order_lines') }}
-    where not is_deleted
-),
-
-rejected_line_orders as (
-    -- rejected in this run ...
-    select distinct cast(record_data ->> 'OrderID' as text) as order_legacy_id
-    from {{ ref('sync_rejects') }}
-    where table_name = 'OrderLines'
-    union
-    -- ... or in an earlier one and still not loaded (incremental runs do not read them again)
-    select distinct cast(sync_error.record_data ->> 'OrderID' as text) as order_legacy_id
-    from {{ source('legacy_sync', 'sync_error') }} as sync_error
-    inner join {{ source('legacy_sync', 'sync_log') }} as sync_log
-        on sync_error.sync_log_id = sync_log.id
-    where
-        sync_log.table_name = 'OrderLines'
-        and sync_error.record_id not in (select cast(live_lines.legacy_id as text) from live_lines)
-),
-
 final as (
     select
         orders.legacy_id,
@@ -51,11 +32,7 @@ final as (
     from orders
     inner join lines
         on orders.id = lines.order_id
-    where
-        abs(orders.subtotal - lines.lines_total) > 0.01
-        and orders.legacy_id not in (
-            select rejected_line_orders.order_legacy_id from rejected_line_orders
-        )
+    where abs(orders.subtotal - lines.lines_total) > 0.01
 )
 
 select * from final

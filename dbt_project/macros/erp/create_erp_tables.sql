@@ -1,111 +1,68 @@
 {#-
     The erp tables' DDL, run by on-run-start. dbt's incremental models then always merge into
-    an existing table with real constraints (primary key id, unique legacy_id for the merge,
-    not-null audit columns, is_deleted default false), and the intermediate models can read the
-    ERP as it stands before this run (stg_erp__business_keys) even on the very first run.
-    Keep in step with the erp models: on_schema_change=fail stops the build on a mismatch.
+    an existing table with real constraints, and the intermediate models can read the ERP as it
+    stands before this run even on the very first run:
+    - primary key id, unique legacy_id (the merge key), not-null audit columns;
+    - a business key (SKU, account/order/invoice number) unique among live rows, as a deferred
+      exclusion constraint: checked when the merge commits, so two rows may swap keys inside one
+      merge, and a duplicate can never be committed -- the claims model decides who holds a key
+      before the merge, this constraint is only the last guard;
+    - indexes on the audit run ids, so checks of "the rows this run touched" cost what changed.
+    Business columns come from the table registry (macros/generated/legacy_registry.sql); the
+    erp models select the same columns (on_schema_change=fail stops the build on a mismatch).
 -#}
-{% macro erp_business_columns() -%}
-    {{ return({
-        'categories': [
-            ('name', 'text not null'),
-            ('description', 'text'),
-        ],
-        'products': [
-            ('name', 'text not null'),
-            ('description', 'text'),
-            ('sku', 'text not null'),
-            ('category_id', 'bigint'),
-            ('list_price', 'numeric'),
-            ('cost_price', 'numeric'),
-            ('tax_rate', 'numeric'),
-            ('is_active', 'boolean not null'),
-            ('is_purchased', 'boolean not null'),
-            ('is_manufactured', 'boolean not null'),
-            ('color', 'text'),
-            ('weight', 'numeric'),
-            ('sell_start_date', 'date'),
-            ('sell_end_date', 'date'),
-            ('discontinued_date', 'date'),
-        ],
-        'customers': [
-            ('account_number', 'text not null'),
-            ('company_name', 'text'),
-            ('first_name', 'text'),
-            ('last_name', 'text'),
-            ('email', 'text'),
-            ('phone', 'text'),
-            ('customer_type', 'text not null'),
-        ],
-        'orders': [
-            ('order_number', 'text not null'),
-            ('customer_id', 'bigint not null'),
-            ('order_date', 'date not null'),
-            ('due_date', 'date'),
-            ('ship_date', 'date'),
-            ('status', 'text not null'),
-            ('subtotal', 'numeric'),
-            ('tax_amount', 'numeric'),
-            ('freight', 'numeric'),
-            ('total_due', 'numeric'),
-        ],
-        'order_lines': [
-            ('order_id', 'bigint not null'),
-            ('product_id', 'bigint not null'),
-            ('quantity', 'bigint not null'),
-            ('unit_price', 'numeric not null'),
-            ('discount_rate', 'numeric not null'),
-            ('line_total', 'numeric not null'),
-        ],
-        'invoices': [
-            ('invoice_number', 'text not null'),
-            ('order_id', 'bigint not null'),
-            ('customer_id', 'bigint not null'),
-            ('invoice_date', 'date'),
-            ('due_date', 'date'),
-            ('amount', 'numeric'),
-            ('tax_amount', 'numeric'),
-            ('is_paid', 'boolean not null'),
-            ('paid_date', 'date'),
-        ],
-        'inventory': [
-            ('product_id', 'bigint not null'),
-            ('location', 'text not null'),
-            ('shelf', 'text'),
-            ('bin', 'bigint'),
-            ('quantity', 'bigint not null'),
-        ],
-        'bill_of_materials': [
-            ('parent_product_id', 'bigint'),
-            ('component_product_id', 'bigint not null'),
-            ('quantity', 'numeric not null'),
-            ('unit_of_measure', 'text'),
-            ('bom_level', 'bigint'),
-            ('valid_from', 'date'),
-            ('valid_to', 'date'),
-        ],
-    }) }}
+{% macro erp_audit_columns() -%}
+    {{ return([
+        ('created_run_id', 'text not null'),
+        ('updated_run_id', 'text not null'),
+        ('deleted_run_id', 'text'),
+        ('row_hash', 'text not null'),
+        ('source_stamp', 'bigint'),
+        ('source_timestamp', 'text'),
+        ('rejected_since_run_id', 'text'),
+        ('synced_at', 'timestamptz not null'),
+        ('is_deleted', 'boolean not null default false'),
+        ('deleted_at', 'timestamptz'),
+    ]) }}
+{%- endmacro %}
+
+{#- (table, business columns, business key) of every erp table: the legacy tables, and the
+    categories derived from Products.Category. -#}
+{% macro erp_tables() -%}
+    {%- set tables = [('categories', [('name', 'text not null'), ('description', 'text')], 'name')] -%}
+    {%- for table in legacy_registry() -%}
+        {%- do tables.append((table.stem, table.erp_columns, table.business_key)) -%}
+    {%- endfor -%}
+    {{ return(tables) }}
 {%- endmacro %}
 
 {% macro create_erp_tables() -%}
     create schema if not exists erp;
-    {%- for table, columns in erp_business_columns().items() %}
+    {%- for table, columns, business_key in erp_tables() %}
     create table if not exists erp.{{ table }} (
         id bigint primary key,
         legacy_id text not null,
-        {%- for name, type in columns %}
+        {%- for name, type in columns + erp_audit_columns() %}
         {{ name }} {{ type }},
         {%- endfor %}
-        created_run_id text not null,
-        updated_run_id text not null,
-        deleted_run_id text,
-        row_hash text not null,
-        synced_at timestamptz not null,
-        is_deleted boolean not null default false,
-        deleted_at timestamptz,
         constraint {{ table }}_legacy_id_key unique (legacy_id)
     );
+    {#- Columns added after the first release, for ERPs created before them. #}
+    {%- for name, type in erp_audit_columns() if name in ('source_stamp', 'source_timestamp', 'rejected_since_run_id') %}
+    alter table erp.{{ table }} add column if not exists {{ name }} {{ type }};
+    {%- endfor %}
     create index if not exists {{ table }}_updated_run_idx on erp.{{ table }} (updated_run_id);
+    create index if not exists {{ table }}_deleted_run_idx on erp.{{ table }} (deleted_run_id)
+        where deleted_run_id is not null;
+    create index if not exists {{ table }}_rejected_since_idx on erp.{{ table }} (rejected_since_run_id)
+        where rejected_since_run_id is not null;
+    {#- Foreign keys: the checks of an order's lines read them by order_id. #}
+    {%- for name, type in columns if name.endswith('_id') %}
+    create index if not exists {{ table }}_{{ name }}_idx on erp.{{ table }} ({{ name }});
+    {%- endfor %}
+    {%- if business_key %}
+    {{ live_key_constraint(table, business_key) }}
+    {%- endif %}
     {#- dbt filled its relation cache before this hook ran: tell it the table exists, so the
         incremental materialization merges into it instead of trying to create it. #}
     {%- if execute %}
@@ -114,4 +71,32 @@
         )) %}
     {%- endif %}
     {%- endfor %}
+{%- endmacro %}
+
+{#- The unique-among-live-rows guard on a business key, added once. An ERP that already holds
+    duplicates (let in by a release before this guard) gets a message saying which. -#}
+{% macro live_key_constraint(table, column) -%}
+    do $guard$
+    declare
+        duplicates text;
+    begin
+        if not exists (
+            select 1 from pg_constraint
+            where conname = '{{ table }}_{{ column }}_live_key' and conrelid = 'erp.{{ table }}'::regclass
+        ) then
+            select string_agg(quote_literal({{ column }}), ', ') into duplicates
+            from (
+                select {{ column }} from erp.{{ table }} where not is_deleted
+                group by {{ column }} having count(*) > 1 limit 10
+            ) as shared;
+            if duplicates is not null then
+                raise exception 'erp.{{ table }} holds live rows sharing a {{ column }} (%): resolve them '
+                    '(soft-delete or change all but one), then run the sync again', duplicates;
+            end if;
+            alter table erp.{{ table }} add constraint {{ table }}_{{ column }}_live_key
+                exclude using btree ({{ column }} with =) where (not is_deleted)
+                deferrable initially deferred;
+        end if;
+    end
+    $guard$;
 {%- endmacro %}

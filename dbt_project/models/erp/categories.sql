@@ -1,5 +1,6 @@
 {#- One row per product category name: get-or-create from the distinct non-empty
     Products.Category of this run's valid products; existing categories are never rewritten. -#}
+{{ legacy_table_config('Products') }}
 with
 
 products as (
@@ -46,6 +47,9 @@ final as (
         {{ current_run_id() }} as updated_run_id,
         cast(null as text) as deleted_run_id,
         {{ erp_row_hash(['name', 'description'], 'new_categories') }} as row_hash,
+        cast(null as bigint) as source_stamp,
+        cast(null as text) as source_timestamp,
+        cast(null as text) as rejected_since_run_id,
         now() as synced_at,
         false as is_deleted,
         cast(null as timestamptz) as deleted_at

@@ -1,11 +1,6 @@
 {#- One row per 4D product ever synced (soft-deleted when gone from 4D); merged by legacy_id,
-    only new, changed, reappearing and deleted rows are written. -#}
-{%- set columns = [
-    'name', 'description', 'sku', 'category_id', 'list_price', 'cost_price', 'tax_rate',
-    'is_active', 'is_purchased', 'is_manufactured', 'color', 'weight', 'sell_start_date',
-    'sell_end_date', 'discontinued_date',
-] -%}
-
+    only new, changed, reappearing, rejected-version and deleted rows are written. -#}
+{{ legacy_table_config('Products') }}
 with
 
 products as (
@@ -26,7 +21,9 @@ products as (
         weight,
         sell_start_date,
         sell_end_date,
-        discontinued_date
+        discontinued_date,
+        source_stamp,
+        source_timestamp
     from {{ ref('int_products__validated') }}
     where not is_rejected
 ),
@@ -38,7 +35,7 @@ categories as (
     from {{ ref('categories') }}
 ),
 
-resolved as (
+mapped as (
     select
         products.legacy_id,
         products.legacy_key,
@@ -56,35 +53,14 @@ resolved as (
         products.weight,
         products.sell_start_date,
         products.sell_end_date,
-        products.discontinued_date
+        products.discontinued_date,
+        products.source_stamp,
+        products.source_timestamp
     from products
     left join categories
         on products.category = categories.legacy_id
 ),
 
-mapped as (
-    select
-        resolved.legacy_id,
-        resolved.legacy_key,
-        resolved.name,
-        resolved.description,
-        resolved.sku,
-        resolved.category_id,
-        resolved.list_price,
-        resolved.cost_price,
-        resolved.tax_rate,
-        resolved.is_active,
-        resolved.is_purchased,
-        resolved.is_manufactured,
-        resolved.color,
-        resolved.weight,
-        resolved.sell_start_date,
-        resolved.sell_end_date,
-        resolved.discontinued_date,
-        {{ erp_row_hash(columns, 'resolved') }} as row_hash
-    from resolved
-),
-
-{{ erp_merge_ctes('Products', 'stg_legacy_4d__products', columns) }}
+{{ erp_merge_ctes('Products') }}
 
 select * from final

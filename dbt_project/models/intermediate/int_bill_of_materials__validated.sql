@@ -1,6 +1,7 @@
 {#- One row per staged 4D BOM row (a component of an assembly) of this run, mapped to ERP
     columns (parent and component resolved to erp.products.id; ParentProductID 0 or blank is a
-    top-level assembly), with all its rejection reasons (NULL when valid). -#}
+    top-level assembly), with the verdict (every rejection reason, NULL when valid). -#}
+{{ legacy_table_config('BillOfMaterials') }}
 with
 
 staged as (
@@ -16,25 +17,19 @@ staged as (
         valid_from,
         valid_to,
         parse_errors,
+        absent_fields,
+        parse_warnings,
+        source_stamp,
+        source_timestamp,
         record_data
     from {{ ref('stg_legacy_4d__bill_of_materials') }}
 ),
 
 live_products as (
-    select
-        id,
-        legacy_id
-    from {{ ref('products') }}
-    where not is_deleted
+    {{ live_parent('products') }}
 ),
 
-rejected_products as (
-    select legacy_id
-    from {{ ref('int_products__validated') }}
-    where is_rejected
-),
-
-validated as (
+checked as (
     select
         staged.run_id,
         staged.legacy_id,
@@ -48,31 +43,28 @@ validated as (
         staged.valid_to,
         {{ reasons_joined([
             'staged.parse_errors',
-            reason_missing_parent(
-                'parent product', 'staged.parent_product_legacy_id', 'parents', 'rejected_parents'
-            ),
+            reason_absent('BillOfMaterials'),
             reason_required('ComponentProductID', 'integer'),
-            reason_missing_parent(
-                'component product', 'staged.component_product_legacy_id',
-                'components', 'rejected_components'
-            ),
             "case when staged.component_product_legacy_id = staged.parent_product_legacy_id"
             ~ " then 'ComponentProductID ' || staged.component_product_legacy_id"
             ~ " || ' is its own parent (a BOM row cannot reference itself)' end",
             reason_required('Quantity', 'number'),
             reason_negative('Quantity', 'staged.quantity'),
             reason_negative('BOMLevel', 'staged.bom_level'),
-        ]) }} as rejection_reasons,
+        ]) }} as record_reasons,
+        {{ reasons_joined([
+            reason_missing_parent('parent product', 'staged.parent_product_legacy_id', 'parents'),
+            reason_missing_parent('component product', 'staged.component_product_legacy_id', 'components'),
+        ]) }} as dependency_reasons,
+        staged.parse_warnings as warnings,
+        staged.source_stamp,
+        staged.source_timestamp,
         staged.record_data
     from staged
     left join live_products as parents
         on cast(staged.parent_product_legacy_id as text) = parents.legacy_id
-    left join rejected_products as rejected_parents
-        on cast(staged.parent_product_legacy_id as text) = rejected_parents.legacy_id
     left join live_products as components
         on cast(staged.component_product_legacy_id as text) = components.legacy_id
-    left join rejected_products as rejected_components
-        on cast(staged.component_product_legacy_id as text) = rejected_components.legacy_id
 ),
 
 final as (
@@ -87,10 +79,12 @@ final as (
         bom_level,
         valid_from,
         valid_to,
-        rejection_reasons,
-        rejection_reasons is not null as is_rejected,
+        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
+        warnings,
+        source_stamp,
+        source_timestamp,
         record_data
-    from validated
+    from checked
 )
 
 select * from final

@@ -1,5 +1,6 @@
-{#- One row per staged 4D inventory record (a product at a location) of this run, mapped to
-    ERP columns (product resolved to erp.products.id), with all its rejection reasons. -#}
+{#- One row per staged 4D inventory row of this run, mapped to ERP columns (product resolved to
+    erp.products.id), with the verdict (every rejection reason, NULL when valid). -#}
+{{ legacy_table_config('Inventory') }}
 with
 
 staged as (
@@ -13,25 +14,19 @@ staged as (
         bin,
         quantity,
         parse_errors,
+        absent_fields,
+        parse_warnings,
+        source_stamp,
+        source_timestamp,
         record_data
     from {{ ref('stg_legacy_4d__inventory') }}
 ),
 
 live_products as (
-    select
-        id,
-        legacy_id
-    from {{ ref('products') }}
-    where not is_deleted
+    {{ live_parent('products') }}
 ),
 
-rejected_products as (
-    select legacy_id
-    from {{ ref('int_products__validated') }}
-    where is_rejected
-),
-
-validated as (
+checked as (
     select
         staged.run_id,
         staged.legacy_id,
@@ -43,20 +38,21 @@ validated as (
         staged.quantity,
         {{ reasons_joined([
             'staged.parse_errors',
+            reason_absent('Inventory'),
             reason_required('ProductID', 'integer'),
-            reason_missing_parent(
-                'product', 'staged.product_legacy_id', 'live_products', 'rejected_products'
-            ),
             reason_required('LocationName'),
             reason_required('Quantity', 'integer'),
             reason_negative('Quantity', 'staged.quantity'),
-        ]) }} as rejection_reasons,
+        ]) }} as record_reasons,
+        {{ reason_missing_parent('product', 'staged.product_legacy_id', 'live_products') }}
+            as dependency_reasons,
+        staged.parse_warnings as warnings,
+        staged.source_stamp,
+        staged.source_timestamp,
         staged.record_data
     from staged
     left join live_products
         on cast(staged.product_legacy_id as text) = live_products.legacy_id
-    left join rejected_products
-        on cast(staged.product_legacy_id as text) = rejected_products.legacy_id
 ),
 
 final as (
@@ -69,10 +65,12 @@ final as (
         shelf,
         bin,
         quantity,
-        rejection_reasons,
-        rejection_reasons is not null as is_rejected,
+        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
+        warnings,
+        source_stamp,
+        source_timestamp,
         record_data
-    from validated
+    from checked
 )
 
 select * from final

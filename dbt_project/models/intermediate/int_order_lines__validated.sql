@@ -1,5 +1,6 @@
 {#- One row per staged 4D order line of this run, mapped to ERP columns (order and product
-    resolved to erp ids), with all its rejection reasons (NULL when valid). -#}
+    resolved to erp ids), with the verdict (every rejection reason, NULL when valid). -#}
+{{ legacy_table_config('OrderLines') }}
 with
 
 staged as (
@@ -14,39 +15,23 @@ staged as (
         discount_rate,
         line_total,
         parse_errors,
+        absent_fields,
+        parse_warnings,
+        source_stamp,
+        source_timestamp,
         record_data
     from {{ ref('stg_legacy_4d__order_lines') }}
 ),
 
 live_orders as (
-    select
-        id,
-        legacy_id
-    from {{ ref('orders') }}
-    where not is_deleted
-),
-
-rejected_orders as (
-    select legacy_id
-    from {{ ref('int_orders__validated') }}
-    where is_rejected
+    {{ live_parent('orders') }}
 ),
 
 live_products as (
-    select
-        id,
-        legacy_id
-    from {{ ref('products') }}
-    where not is_deleted
+    {{ live_parent('products') }}
 ),
 
-rejected_products as (
-    select legacy_id
-    from {{ ref('int_products__validated') }}
-    where is_rejected
-),
-
-validated as (
+checked as (
     select
         staged.run_id,
         staged.legacy_id,
@@ -59,12 +44,9 @@ validated as (
         staged.line_total,
         {{ reasons_joined([
             'staged.parse_errors',
+            reason_absent('OrderLines'),
             reason_required('OrderID', 'integer'),
-            reason_missing_parent('order', 'staged.order_legacy_id', 'live_orders', 'rejected_orders'),
             reason_required('ProductID', 'integer'),
-            reason_missing_parent(
-                'product', 'staged.product_legacy_id', 'live_products', 'rejected_products'
-            ),
             reason_required('Quantity', 'integer'),
             reason_negative('Quantity', 'staged.quantity'),
             reason_required('UnitPrice', 'number'),
@@ -74,17 +56,20 @@ validated as (
             ~ " || staged.discount_rate || ')' end",
             reason_required('LineTotal', 'number'),
             reason_negative('LineTotal', 'staged.line_total'),
-        ]) }} as rejection_reasons,
+        ]) }} as record_reasons,
+        {{ reasons_joined([
+            reason_missing_parent('order', 'staged.order_legacy_id', 'live_orders'),
+            reason_missing_parent('product', 'staged.product_legacy_id', 'live_products'),
+        ]) }} as dependency_reasons,
+        staged.parse_warnings as warnings,
+        staged.source_stamp,
+        staged.source_timestamp,
         staged.record_data
     from staged
     left join live_orders
         on cast(staged.order_legacy_id as text) = live_orders.legacy_id
-    left join rejected_orders
-        on cast(staged.order_legacy_id as text) = rejected_orders.legacy_id
     left join live_products
         on cast(staged.product_legacy_id as text) = live_products.legacy_id
-    left join rejected_products
-        on cast(staged.product_legacy_id as text) = rejected_products.legacy_id
 ),
 
 final as (
@@ -98,10 +83,12 @@ final as (
         unit_price,
         discount_rate,
         line_total,
-        rejection_reasons,
-        rejection_reasons is not null as is_rejected,
+        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
+        warnings,
+        source_stamp,
+        source_timestamp,
         record_data
-    from validated
+    from checked
 )
 
 select * from final

@@ -1,5 +1,6 @@
 {#- One row per (4D dataclass, key) that 4D reported deleted in this run (__DeletedRecords),
     only for tables landed in this run. -#}
+{{ config(tags=['run_context']) }}
 with
 
 deleted as (

@@ -1,4 +1,6 @@
-{#- One row per 4D dataclass landed in this run: its mode and whether its key set is complete. -#}
+{#- One row per 4D dataclass landed in this run: its mode, whether it read the complete key set
+    (and 4D's count agreed), and whether the landing step asks to hold deletions. -#}
+{{ config(tags=['run_context']) }}
 with
 
 batches as (
@@ -9,7 +11,10 @@ batches as (
         strategy,
         complete_key_set,
         records_landed,
-        source_count
+        source_count,
+        hold_deletes,
+        hold_reason,
+        started_at
     from {{ source('legacy_sync', 'landing_batch') }}
     where run_id = {{ current_run_id() }}
 ),
@@ -22,7 +27,10 @@ final as (
         strategy,
         complete_key_set,
         records_landed,
-        source_count
+        source_count,
+        hold_deletes,
+        hold_reason,
+        started_at
     from batches
 )
 

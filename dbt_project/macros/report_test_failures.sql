@@ -1,0 +1,31 @@
+{#-
+    on-run-end: one line per failed data test, in words a person can act on: the legacy table(s)
+    it checks, what it checks, how many records, and example keys -- so a plain `dbt test` in
+    dbt_project/ is the ERP's integrity check (the pipeline builds its own verdicts from
+    run_results.json the same way, plugins/legacy_sync/transform.py).
+-#}
+{% macro report_test_failures(results) -%}
+    {%- if execute -%}
+        {%- for result in results
+            if result.node.resource_type == 'test' and result.status in ('fail', 'warn', 'error') -%}
+            {%- set node = result.node -%}
+            {%- set checked = node.attached_node or (node.depends_on.nodes | first) or node.unique_id -%}
+            {%- set model = graph.nodes.get(checked) or {} -%}
+            {%- set tables = node.config.meta.get('legacy_tables')
+                or model.get('config', {}).get('meta', {}).get('legacy_tables') or [] -%}
+            {%- set examples = [] -%}
+            {%- if result.status != 'error' and node.compiled_code -%}
+                {%- set rows = run_query('select * from (' ~ node.compiled_code ~ ') as failing limit 5') -%}
+                {%- set column = 'legacy_id' if 'legacy_id' in rows.column_names else rows.column_names[0] -%}
+                {%- for row in rows -%}{%- do examples.append(row[column] | string) -%}{%- endfor -%}
+            {%- endif -%}
+            {{ log(
+                result.status | upper ~ ' ' ~ (tables | join(', ') or checked.split('.')[-1]) ~ ': '
+                ~ node.name ~ ' found ' ~ (result.failures or 0) ~ ' record(s)'
+                ~ (' (e.g. ' ~ examples | join(', ') ~ ')' if examples else '')
+                ~ (': ' ~ result.message if result.status == 'error' else ''),
+                info=true
+            ) }}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,2 @@
+{#- Live BillOfMaterials rows this run would soft-delete, and whether the circuit breaker holds them. -#}
+{{ erp_deletions_model('BillOfMaterials') }}

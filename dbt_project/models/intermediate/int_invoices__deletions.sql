@@ -1,0 +1,2 @@
+{#- Live Invoices rows this run would soft-delete, and whether the circuit breaker holds them. -#}
+{{ erp_deletions_model('Invoices') }}
