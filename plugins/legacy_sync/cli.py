@@ -32,22 +32,27 @@ def _database_url(args: argparse.Namespace) -> str:
 
 def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) -> bool:
     """Print the sync log of a run (default: the latest) and its first rejects; True if no table failed."""
-    from legacy_sync import erp_db, reporting
+    from legacy_sync import erp_db, ledger
 
     with erp_db.connect(conninfo) as conn:
+        run_id = run_id or ledger.latest_run_id(conn)
         if run_id is None:
-            row = conn.execute(
-                "select run_id from legacy_sync.sync_log order by created_at desc, id desc limit 1"
-            )
-            found = row.fetchone()
-            if not found:
-                console.print("No sync has run yet.")
-                return True
-            run_id = found[0]
-        summary = reporting.run_summary(conn, run_id)
-        rejects = reporting.first_errors(conn, run_id, errors)
+            console.print("No sync has run yet.")
+            return True
+        summary = ledger.run_summary(conn, run_id)
+        rejects = ledger.first_errors(conn, run_id, errors)
     table = Table(title=f"Sync run {run_id}")
-    for column in ("table", "status", "processed", "created", "updated", "unchanged", "deleted", "rejected"):
+    columns = (
+        "processed",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "rejected",
+        "open rejects",
+        "warned",
+    )
+    for column in ("table", "status", *columns):
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
     colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
     for row in summary:
@@ -60,6 +65,8 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
             f"{row.unchanged:,}",
             f"{row.deleted:,}",
             f"{row.failed:,}",
+            f"{row.open_rejects:,}",
+            f"{row.warned:,}",
         )
     console.print(table)
     for row in summary:
@@ -77,22 +84,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from legacy_sync import erp_db
+    from legacy_sync import erp_db, ledger
 
     with erp_db.connect(_database_url(args)) as conn:
-        rows = conn.execute(
-            """
-            select l.run_id, e.record_id, e.error_message, e.created_at
-            from legacy_sync.sync_error e join legacy_sync.sync_log l on l.id = e.sync_log_id
-            where l.table_name = %s order by e.id desc limit %s
-            """,
-            (args.table, args.limit),
-        ).fetchall()
+        rows = ledger.table_errors(conn, args.table, args.limit)
     table = Table(title=f"Rejected {args.table} records (newest first)")
     for column in ("run", "record", "reasons", "at"):
         table.add_column(column)
     for run_id, record_id, reasons, at in rows:
-        table.add_row(run_id, record_id, reasons, f"{at:%Y-%m-%d %H:%M}")
+        table.add_row(run_id, record_id, reasons, at[:16])
     console.print(table)
     return 0
 

@@ -1,16 +1,20 @@
-"""Builds the sync DAGs from the table registry. DAG files only call :func:`build_sync_dag`.
+"""Builds the sync DAGs from the table registry. DAG files only call the builders here.
 
-Shape of a run::
+Shape of a sync run::
 
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
-            -> reconcile (4D vs erp + rejects) -> summarize (always runs; writes sync_log/sync_error,
-            moves watermarks)
+            -> reconcile (losses from the database, then 4D's counts) -> summarize (always runs;
+            sync_log, watermarks) -> request_approval (only when deletions are held)
 
 The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
-Per-table isolation: each table is its own mapped task; ``transform`` and ``summarize`` run
-whatever happened upstream, so one broken table is FAILED with its reason while the others
-load and advance. ``summarize`` then fails the run so alerting sees it.
+Per-table isolation: each table is its own mapped task, and dbt's verdicts are per table;
+``transform`` and ``summarize`` run whatever happened upstream, so one broken table is FAILED
+with its reason while the others load and advance. ``summarize`` then fails the run so alerting
+sees it. Transform, reconcile and summarize take turns with other runs on the ERP lock.
+
+When the mass-change circuit breaker holds deletions, ``legacy_erp_held_deletes`` asks a person
+(Airflow's human-in-the-loop approval) and applies or discards them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import datetime as dt
 import os
 from typing import Any
 
+from airflow.providers.standard.operators.hitl import HITLBranchOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import (
     DAG,
     AsyncCallback,
@@ -35,6 +41,7 @@ from legacy_sync.registry import TABLE_NAMES
 
 LEGACY_4D_CONN_ID = "legacy_4d_default"
 POOL = "legacy_4d"
+HELD_DELETES_DAG_ID = "legacy_erp_held_deletes"
 
 DOC_MD = """
 ### {title}
@@ -44,14 +51,18 @@ Moves the legacy 4D ERP's tables ({tables}) into the ERP database: extract over 
 
 **On call — triage**
 1. `summarize` failed: some table is `FAILED`. Read `legacy_sync.sync_log.error_message` for this
-   `run_id` (or the *Legacy sync* page in this UI). Other tables did load.
+   `run_id` (or the *Legacy sync* page in this UI): one line per table, in words. Other tables did load.
 2. `extract_and_land[...]` failed with *HTTP 402*: the 4D server has no client licence free. Licences
    free up after 60+ minutes idle; do not raise the `legacy_4d` pool. Clear the task later.
 3. Failed with *4D error 1500/1800*: a field or table was renamed or un-exposed in 4D. Fix the 4D
-   structure or `legacy_sync/registry.py`.
+   structure or `legacy_sync/registry.py`. A table 4D refused for one run catches up by itself.
 4. `transform` failed: dbt's per-model log lines are in that task's log; fix, then clear `transform`.
-5. Records rejected (`PARTIALLY_COMPLETED`): reasons in `sync_error`; after a mapping fix, trigger with
-   `replay_errors`.
+5. Records rejected (`PARTIALLY_COMPLETED`): reasons in `sync_error`. Records waiting for a parent are
+   read again every run by themselves; after a mapping fix, trigger with `replay_errors`; to re-read a
+   few records, trigger with `tables` = one table and `keys`.
+6. Deletions held (`records_deletes_held`): a run would have deleted more than the allowed share of a
+   table. Approve or discard them in the `{held_dag}` run waiting for you, or trigger this DAG with
+   `apply_held_deletes`.
 
 Watermarks move only in `summarize`, after the data is merged: re-running is always safe.
 """
@@ -60,8 +71,9 @@ Watermarks move only in `summarize`, after the data is merged: re-running is alw
 class FourDRetryPolicy(RetryPolicy):
     """Task-level retries by failure kind (the client already retried transient faults).
 
-    A request 4D will never accept (unknown field, bad query, bad credentials) fails at once;
-    no licence left waits ten minutes, since licences free up only after sessions idle out.
+    A request 4D will never accept (unknown field, bad query, bad credentials, a server that
+    ignores the sort order) fails at once; no licence left waits ten minutes, since licences
+    free up only after sessions idle out.
     """
 
     def evaluate(
@@ -98,8 +110,27 @@ def _params(full: bool) -> dict[str, Param]:
             type="boolean",
             title="Replay rejected records",
             description=(
-                "After a mapping fix: map again the records rejected earlier, from their stored raw data, "
+                "After a mapping fix: map again the records still rejected, from their stored raw data, "
                 "without reading 4D. Watermarks do not move."
+            ),
+        )
+        params["keys"] = Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Repair: record keys",
+            description=(
+                "Re-read exactly these records of the one table chosen in Tables and merge them "
+                "(a targeted repair). Watermarks do not move."
+            ),
+        )
+        params["apply_held_deletes"] = Param(
+            False,
+            type="boolean",
+            title="Apply held deletions",
+            description=(
+                "Apply the deletions the mass-change circuit breaker held (of the chosen tables) "
+                "before syncing, as an approval would."
             ),
         )
     return params
@@ -122,6 +153,31 @@ def _deadline(dag_id: str, limit_minutes: int) -> DeadlineAlert | None:
     )
 
 
+def conninfo() -> str:
+    from legacy_sync import erp_db
+
+    return erp_db.conninfo_from_airflow()
+
+
+def fourd_client() -> Any:
+    from legacy_sync.hook import Legacy4DHook
+    from legacy_sync.session_store import PostgresSessionStore
+
+    store = PostgresSessionStore(conninfo(), LEGACY_4D_CONN_ID)
+    return Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn()
+
+
+def _still_running(dag_id: str | None, run_id: str) -> bool:
+    """Asks Airflow (through the task's API client) whether another sync run is still going."""
+    if not dag_id:
+        return False
+    try:
+        state = get_current_context()["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id)
+    except Exception:  # a run Airflow no longer knows is not running
+        return False
+    return str(state).lower() in {"queued", "running"}
+
+
 def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) -> DAG:
     """One sync DAG. ``full`` DAGs always read everything and detect hard deletes."""
     configured = os.environ.get("LEGACY_SYNC_DEADLINE_MINUTES", "")
@@ -135,34 +191,39 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         max_active_runs=1,
         params=_params(full),
         tags=["legacy-4d", "erp", "sync"],
-        doc_md=DOC_MD.format(title=description, tables=", ".join(TABLE_NAMES)),
+        doc_md=DOC_MD.format(title=description, tables=", ".join(TABLE_NAMES), held_dag=HELD_DELETES_DAG_ID),
         default_args={"owner": "erp-migration", "retries": 0},
         deadline=_deadline(dag_id, limit),
     ) as dag:
 
-        def conninfo() -> str:
-            from legacy_sync import erp_db
-
-            return erp_db.conninfo_from_airflow()
-
-        def fourd_client() -> Any:
-            from legacy_sync.hook import Legacy4DHook
-            from legacy_sync.session_store import PostgresSessionStore
-
-            store = PostgresSessionStore(conninfo(), LEGACY_4D_CONN_ID)
-            return Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn()
-
         @task
-        def prepare() -> list[dict[str, str]]:
-            """Apply our schema, resolve the tables to sync, mark them RUNNING in sync_log."""
+        def prepare() -> list[dict[str, Any]]:
+            """Apply our schema, close interrupted runs, mark this run's tables RUNNING."""
             from legacy_sync import pipeline
 
             context = get_current_context()
             params = context["params"]
+            keys = [str(k) for k in params.get("keys") or []]
             mode = pipeline.choose_mode(
-                full, params.get("full_refresh", False), params.get("replay_errors", False)
+                full, params.get("full_refresh", False), params.get("replay_errors", False), keys
             )
-            return pipeline.prepare(conninfo(), context["run_id"], mode, params.get("tables"))
+            if params.get("apply_held_deletes"):
+                pipeline.decide_held_deletes(
+                    conninfo(),
+                    context["run_id"],
+                    params.get("tables"),
+                    approve=True,
+                    decided_by=f"trigger param of {context['run_id']}",
+                )
+            return pipeline.prepare(
+                conninfo(),
+                context["run_id"],
+                mode,
+                params.get("tables"),
+                dag_id=dag_id,
+                keys=keys or None,
+                is_running=_still_running,
+            )
 
         @task(
             pool=POOL,
@@ -173,7 +234,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
             retry_policy=FourDRetryPolicy(),
             map_index_template="{{ task.op_kwargs['item']['table'] }}",
         )
-        def extract_and_land(item: dict[str, str]) -> dict[str, Any]:
+        def extract_and_land(item: dict[str, Any]) -> dict[str, Any]:
             """Page one table out of 4D and COPY it into legacy_staging (one transaction)."""
             from legacy_sync import pipeline
 
@@ -188,14 +249,14 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
 
         @task(pool=POOL, retries=2, retry_delay=dt.timedelta(minutes=1))
         def reconcile() -> dict[str, str]:
-            """4D's records vs erp + rejects, per merged table; losses fail the table."""
+            """Losses from the database, then 4D's counts, per merged table."""
             from legacy_sync import pipeline
 
             return pipeline.reconcile(conninfo(), get_current_context()["run_id"], fourd_client)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def summarize(items: list[dict[str, str]]) -> list[dict[str, Any]]:
-            """Always runs: final sync_log/sync_error per table, watermarks of merged tables."""
+        def summarize(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """Always runs: final sync_log per table, watermarks of merged tables."""
             from airflow.sdk.exceptions import AirflowFailException
 
             from legacy_sync import pipeline
@@ -212,12 +273,83 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                 )
             return [row.__dict__ for row in summary]
 
+        @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
+        def deletions_held() -> str | None:
+            """What waits for a person, when this run held deletions (else nothing downstream runs)."""
+            from legacy_sync import erp_db, ledger
+
+            with erp_db.connect(conninfo(), autocommit=True) as conn:
+                held = ledger.held_deletes(conn, run_id=get_current_context()["run_id"])
+            return "\n".join(f"- **{t}**: {n:,} row(s): {reason}" for t, (n, reason) in held.items()) or None
+
+        request_approval = TriggerDagRunOperator(
+            task_id="request_approval",
+            trigger_dag_id=HELD_DELETES_DAG_ID,
+            conf={"summary": "{{ ti.xcom_pull(task_ids='deletions_held') }}", "run_id": "{{ run_id }}"},
+        )
+
         tables = prepare()
         landed = extract_and_land.expand(item=tables)
         merged = transform()
         checked = reconcile()
-        landed >> merged >> checked >> summarize(tables)
+        summary = summarize(tables)
+        landed >> merged >> checked >> summary >> deletions_held() >> request_approval
 
+    return dag
+
+
+def build_held_deletes_dag() -> DAG:
+    """A person approves or discards the deletions the circuit breaker held (triggered by the
+    sync DAGs; also on demand)."""
+    apply_label, keep_label = "Apply the deletions", "Keep the rows (discard the deletions)"
+    with DAG(
+        dag_id=HELD_DELETES_DAG_ID,
+        description="Legacy 4D ERP -> ERP: approve or discard deletions held by the circuit breaker",
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["legacy-4d", "erp", "sync"],
+        doc_md=(
+            "A sync run would have deleted more than the allowed share of a table's rows (or 4D's count "
+            "of a table dropped sharply). Those deletions are held: the rows stay live in `erp` until you "
+            "decide. Check in 4D that the records are really gone (not a table emptied by mistake, not a "
+            "privilege change), then apply or discard. Held rows are listed in the *Legacy sync* page."
+        ),
+        default_args={"owner": "erp-migration", "retries": 0},
+    ) as dag:
+        decide = HITLBranchOperator(
+            task_id="decide",
+            subject="Legacy sync: deletions held for approval",
+            body=(
+                "The sync held these deletions (run `{{ dag_run.conf.get('run_id', 'on demand') }}`):\n\n"
+                "{{ dag_run.conf.get('summary') or 'see the Legacy sync page' }}\n\n"
+                "**Apply** soft-deletes the rows in `erp` (a row written since the hold stays). "
+                "**Keep** leaves them live; a later run asks again if 4D still lacks them."
+            ),
+            options=[apply_label, keep_label],
+            options_mapping={apply_label: "apply", keep_label: "discard"},
+        )
+
+        @task
+        def apply() -> dict[str, int]:
+            from legacy_sync import pipeline
+
+            context = get_current_context()
+            return pipeline.decide_held_deletes(
+                conninfo(), context["run_id"], None, approve=True, decided_by="human-in-the-loop approval"
+            )
+
+        @task
+        def discard() -> dict[str, int]:
+            from legacy_sync import pipeline
+
+            context = get_current_context()
+            return pipeline.decide_held_deletes(
+                conninfo(), context["run_id"], None, approve=False, decided_by="human-in-the-loop approval"
+            )
+
+        decide >> [apply(), discard()]
     return dag
 
 

@@ -54,7 +54,9 @@ class TableVerdict:
         if not self.problems:
             return None
         shown = "; ".join(self.problems[:3])
-        return shown + (f" (+{len(self.problems) - 3} more, see the transform log)" if len(self.problems) > 3 else "")
+        return shown + (
+            f" (+{len(self.problems) - 3} more, see the transform log)" if len(self.problems) > 3 else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -167,9 +169,8 @@ def verdicts_from_results(
                 problem = f"the check that {describe_test(node, manifest)} could not run: {message}"
             else:
                 keys = example_keys(conninfo, result.get("compiled_code") or node.get("compiled_code"))
-                problem = (
-                    f"{describe_test(node, manifest)}: {failures} record(s)"
-                    + (f" (e.g. {', '.join(keys)})" if keys else "")
+                problem = f"{describe_test(node, manifest)}: {failures} record(s)" + (
+                    f" (e.g. {', '.join(keys)})" if keys else ""
                 )
         else:
             relation = f"{node.get('schema', '')}.{node.get('alias') or node.get('name', '')}"
@@ -243,7 +244,11 @@ def warning_relations(run_results: dict[str, Any], manifest: dict[str, Any]) -> 
 
 
 def run_dbt_build(
-    run_id: str, tables: list[str], env: dict[str, str], target_name: str = "default", conninfo: str | None = None
+    run_id: str,
+    tables: list[str],
+    env: dict[str, str],
+    target_name: str = "default",
+    conninfo: str | None = None,
 ) -> DbtOutcome:
     """``dbt build`` of the landed tables' models and tests for ``run_id``; each table's verdict."""
     project = dbt_project_dir()

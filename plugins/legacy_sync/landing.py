@@ -5,9 +5,21 @@ queue two pages deep), so memory is bounded by the page size, not the table size
 landing of a table is one transaction that first removes what an earlier try of the same run
 landed: re-running a task never duplicates rows.
 
-Which records to extract depends on the table's strategy (see ``registry.Strategy``) and the
-watermark in ``legacy_sync.sync_state``. The watermark is *not* moved here: the summary task
-moves it once the data is merged into ``erp``.
+What one extract lands, in order:
+
+1. the run's change window of the table (its strategy, see ``registry.Strategy``, from the
+   watermark in ``legacy_sync.sync_state`` to the run's window end, taken once per run);
+2. the records rejected earlier only because of other records (a missing parent, a business
+   key held elsewhere), read again by key, so they load as soon as what they wait for arrives;
+   a key 4D no longer has is recorded as deleted;
+3. for a read of the whole table, whether what landed matches 4D's ``__COUNT``: only then may
+   the merge delete ERP rows missing from 4D; and whether 4D's count of the table dropped so
+   far since the last run that deletions must wait for a person.
+
+A value that cannot be stored faithfully (NUL, a lone surrogate, an integer wider than 64 bits)
+fails only its record: it is replaced and noted in ``__landing_issues``, which the dbt staging
+models turn into a rejection reason. The watermark is *not* moved here: the summary moves it
+once the data is merged into ``erp``.
 """
 
 from __future__ import annotations
@@ -19,17 +31,19 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import sql
 
+from legacy_sync import ledger
 from legacy_sync.fourd import FourDClient, FourDError
 from legacy_sync.fourd.client import Filter
 from legacy_sync.fourd.wire import Page, clean_timestamp, entity_key
-from legacy_sync.registry import LegacyTable, Strategy
+from legacy_sync.ledger import Batch, HoldPolicy, RunWindow
+from legacy_sync.registry import TABLES, LegacyTable, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +51,14 @@ MODIFIED_DATE_LOOKBACK = dt.timedelta(days=1)
 """Re-read this much before the last ModifiedDate seen: 4D dates have no time zone and
 ModifiedTime is not filterable with it, so the boundary day is always read again."""
 
+RETRY_LIMIT = 10_000
+"""Records read again by key per table and run (the oldest rejects first)."""
+
 _NUL = b"\\u0000"
+_VALUE_ISSUES = "__value_issues"  # what the 4D client could not read faithfully (fourd/wire.py)
 
 
-@dataclass
-class LandingResult:
-    """What one table's extract landed; returned to Airflow (XCom) and kept in landing_batch."""
-
-    table: str
-    mode: str
-    strategy: str
-    records_landed: int = 0
-    source_count: int | None = None
-    deleted_keys: int = 0
-    complete_key_set: bool = False
-    watermark_from: str | None = None
-    watermark_to: str | None = None
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Which slice of a table to read in this run."""
-
-    strategy: Strategy
-    where: Filter | None
-    complete_key_set: bool
-    watermark_from: str | None
-    stamp_window: tuple[int, int] | None = None
+# -- one record -> one landing row ---------------------------------------------------------------
 
 
 def _encode(entity: dict[str, Any], key_attribute: str) -> tuple[str, bytes, str]:
@@ -81,15 +71,24 @@ def _encode(entity: dict[str, Any], key_attribute: str) -> tuple[str, bytes, str
     """
     key = entity_key(entity, key_attribute)
     system = {k: entity.pop(k) for k in [k for k in entity if k.startswith("__")]}
+    issues: list[str] = list(system.pop(_VALUE_ISSUES, None) or [])
     if "__TIMESTAMP" in system:
         system["__TIMESTAMP"] = clean_timestamp(system["__TIMESTAMP"])
     business = orjson.dumps(entity)
     if _NUL in business:
-        business, issues = _without_nul(entity)
-        if issues:
-            system["__landing_issues"] = issues
-    row_hash = hashlib.md5(business, usedforsecurity=False).hexdigest()
+        business, found = _without_nul(entity)
+        issues += found
     head = orjson.dumps(system)
+    if _NUL in head or (isinstance(key, str) and "\x00" in key):
+        cleaned, found = _without_nul(system)
+        system, head = orjson.loads(cleaned), cleaned
+        issues += found
+        if isinstance(key, str):
+            key = key.replace("\x00", "\ufffd")
+    if issues:
+        system["__landing_issues"] = issues
+        head = orjson.dumps(system)
+    row_hash = hashlib.md5(business, usedforsecurity=False).hexdigest()
     if not system:
         payload = business
     elif business == b"{}":
@@ -99,19 +98,13 @@ def _encode(entity: dict[str, Any], key_attribute: str) -> tuple[str, bytes, str
     return str(key), payload, row_hash
 
 
-def _without_nul(entity: dict[str, Any]) -> tuple[bytes, list[str]]:
-    """PostgreSQL cannot store U+0000 in jsonb: replace it and say so, so the mapping rejects
-    the record with that reason instead of the whole COPY failing."""
-    bad = sorted(k for k, v in entity.items() if isinstance(v, str) and "\x00" in v)
-    cleaned = {k: (v.replace("\x00", "\ufffd") if isinstance(v, str) else v) for k, v in entity.items()}
+def _without_nul(values: dict[str, Any]) -> tuple[bytes, list[str]]:
+    """PostgreSQL cannot store U+0000 (in jsonb nor in text): replace it and say so, so the
+    mapping rejects the record with that reason instead of the whole COPY failing."""
+    bad = sorted(k for k, v in values.items() if isinstance(v, str) and "\x00" in v)
+    cleaned = {k: (v.replace("\x00", "\ufffd") if isinstance(v, str) else v) for k, v in values.items()}
     issues = [f"{name} contains NUL characters (U+0000), which PostgreSQL cannot store" for name in bad]
     return orjson.dumps(cleaned), issues
-
-
-def prepare_row(entity: dict[str, Any], key_attribute: str) -> tuple[str, str, str]:
-    """(legacy_id, payload json, row hash) for one 4D entity (see :func:`_encode`)."""
-    key, payload, row_hash = _encode(entity, key_attribute)
-    return key, payload.decode(), row_hash
 
 
 def _copy_text(value: str) -> bytes:
@@ -136,6 +129,9 @@ def copy_block(entities: list[dict[str, Any]], key_attribute: str, run_id: str) 
         out += row_hash.encode()
         out += b"\n"
     return bytes(out)
+
+
+# -- reading pages while writing ---------------------------------------------------------------
 
 
 def _read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
@@ -199,8 +195,22 @@ class Progress:
         log.info("%s: %s records%s, %.0f records/s", self.table, f"{self.done:,}", share, self.done / elapsed)
 
 
+# -- which slice to read ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which slice of a table to read in this run."""
+
+    strategy: Strategy
+    where: Filter | None
+    complete_key_set: bool
+    watermark_from: str | None
+    stamp_window: tuple[int, int] | None = None
+
+
 def current_stamp(client: FourDClient, table: LegacyTable) -> int | None:
-    """The server's global stamp now (the open end of this run's window)."""
+    """The server's global stamp now (the open end of a window)."""
     page = client.page(table.name, attributes=(table.key,), top=1)
     if page.global_stamp:
         return page.global_stamp
@@ -213,12 +223,41 @@ def current_stamp(client: FourDClient, table: LegacyTable) -> int | None:
     return None
 
 
+def measure_window(client: FourDClient) -> RunWindow:
+    """The run's window end and 4D's today, asked once per run for every table.
+
+    4D's global stamp is datastore-wide: the envelope of any tracked table carries it (an
+    untracked table's says 0, a refused one answers an error; both are skipped). Old servers
+    omit it: then the highest record stamp of the tracked tables + 1 closes the window.
+    """
+    stamp = None
+    tracked = []
+    for table in TABLES:
+        try:
+            page = client.page(table.name, attributes=(table.key,), top=1)
+        except FourDError:
+            continue
+        if page.global_stamp:
+            stamp = page.global_stamp
+            break
+        tracked.append(table)
+    if stamp is None:
+        for table in tracked:
+            try:
+                found = current_stamp(client, table)
+            except FourDError:  # untracked: no __GlobalStamp to sort by
+                continue
+            stamp = max(stamp or 0, found or 0) or None
+    return RunWindow(stamp, client.server_date())
+
+
 def plan_extract(
     client: FourDClient,
     table: LegacyTable,
     attributes: dict[str, Any],
     mode: str,
     state: tuple[str, str | None] | None,
+    window_end: int | None = None,
 ) -> Plan:
     """Choose strategy and window for this run. ``state`` is (strategy, watermark) or None."""
     strategy = table.strategy
@@ -234,7 +273,7 @@ def plan_extract(
         return Plan(strategy, None, complete_key_set=True, watermark_from=None)
     if strategy is Strategy.GLOBAL_STAMP:
         start = int(previous)
-        end = current_stamp(client, table)
+        end = window_end if window_end is not None else current_stamp(client, table)
         if end is None:
             raise FourDError(
                 f"{table.name}: 4D did not report a global stamp; cannot bound the change window"
@@ -256,18 +295,10 @@ def _modified_date(entity: dict[str, Any]) -> dt.date | None:
         return None
 
 
-def land_table(
-    client: FourDClient,
-    conn: psycopg.Connection[Any],
-    table: LegacyTable,
-    run_id: str,
-    mode: str,
-    state: tuple[str, str | None] | None = None,
-) -> LandingResult:
-    """Extract ``table`` per its plan and land it for ``run_id`` in one transaction."""
-    started = time.monotonic()
+def check_catalog(client: FourDClient, table: LegacyTable) -> tuple[dict[str, Any], list[str]]:
+    """4D's attributes of the table; fails when a registry field is not exposed at all."""
     attributes = client.attributes(table.name)
-    missing = [f for f in table.fields if f not in attributes]
+    missing = [f for f in table.attributes if f not in attributes]
     if missing:
         raise FourDError(
             f"{table.name}: 4D's catalog lacks field(s) {', '.join(missing)}; they may have been renamed or "
@@ -276,64 +307,143 @@ def land_table(
     extra = sorted(
         a
         for a in attributes
-        if a not in table.fields
+        if a not in table.attributes
         and not a.startswith("__")
         and attributes[a].get("kind", "storage") == "storage"
     )
-    plan = plan_extract(client, table, attributes, mode, state)
-    result = LandingResult(
+    warnings = [f"4D exposes fields the registry does not sync: {', '.join(extra)}"] if extra else []
+    return attributes, warnings
+
+
+# -- landing -----------------------------------------------------------------------------------
+
+
+class _Writer:
+    """The COPY of one extract: pages in, counts out."""
+
+    def __init__(self, copy: Any, table: LegacyTable, run_id: str) -> None:
+        self.copy = copy
+        self.table = table
+        self.run_id = run_id
+        self.records = 0
+        self.newest: dt.date | None = None
+        self.progress = Progress(table.name)
+
+    def write(self, pages: Iterable[Page], track_dates: bool = False) -> Iterator[Page]:
+        for page in _read_ahead(pages):
+            if track_dates:
+                for entity in page.entities:
+                    seen = _modified_date(entity)
+                    if seen and (self.newest is None or seen > self.newest):
+                        self.newest = seen
+            n = len(page.entities)
+            self.copy.write(copy_block(page.entities, self.table.key, self.run_id))
+            self.records += n
+            self.progress.add(n, page.count)
+            yield page
+
+
+def land_table(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    mode: str,
+    state: tuple[str, str | None] | None = None,
+    *,
+    window: RunWindow | None = None,
+    policy: HoldPolicy | None = None,
+    retry_limit: int = RETRY_LIMIT,
+) -> Batch:
+    """Extract ``table`` per its plan and land it for ``run_id`` in one transaction."""
+    started = time.monotonic()
+    started_at = dt.datetime.now(dt.UTC)
+    policy = policy or HoldPolicy()
+    attributes, warnings = check_catalog(client, table)
+    window = window or measure_window(client)
+    plan = plan_extract(client, table, attributes, mode, state, window.stamp)
+    batch = Batch(
         table=table.name,
         mode=mode,
         strategy=plan.strategy.value,
-        complete_key_set=plan.complete_key_set,
         watermark_from=plan.watermark_from,
+        warnings=warnings,
     )
-    if extra:
-        result.warnings.append(f"4D exposes fields the registry does not sync: {', '.join(extra)}")
-    if plan.strategy is Strategy.GLOBAL_STAMP and plan.stamp_window is None:
-        # A full read under change tracking still needs the window's end as the next watermark.
-        stamp = current_stamp(client, table)
-        result.watermark_to = str(stamp) if stamp is not None else None
-    elif plan.stamp_window is not None:
-        result.watermark_to = str(plan.stamp_window[1])
+    if plan.strategy is Strategy.GLOBAL_STAMP:
+        end = plan.stamp_window[1] if plan.stamp_window else window.stamp
+        batch.watermark_to = str(end) if end is not None else None
 
-    wanted = tuple(dict.fromkeys(table.fields))
-    progress = Progress(table.name)
-    newest: dt.date | None = None
+    # A tracked table's records carry their __GlobalStamp: the version the merge compares.
+    wanted = (*table.attributes, "__GlobalStamp") if "__GlobalStamp" in attributes else table.attributes
     raw = sql.Identifier("legacy_staging", table.raw_table)
     with conn.transaction():
-        conn.execute(sql.SQL("delete from {} where run_id = %s").format(raw), (run_id,))
-        conn.execute(
-            "delete from legacy_staging.deleted_records_raw where run_id = %s and table_name = %s",
-            (run_id, table.name),
-        )
+        _forget_earlier_try(conn, raw, run_id, table)
         with (
             conn.cursor() as cur,
             cur.copy(
                 sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)
             ) as copy,
         ):
+            writer = _Writer(copy, table, run_id)
             pages = client.iter_by_key(table.name, table.key, attributes=wanted, where=plan.where)
-            for page in _read_ahead(pages):
-                if result.source_count is None:
-                    result.source_count = page.count
-                if plan.strategy is Strategy.MODIFIED_DATE:
-                    for entity in page.entities:
-                        seen = _modified_date(entity)
-                        newest = seen if seen and (newest is None or seen > newest) else newest
-                copy.write(copy_block(page.entities, table.key, run_id))
-                result.records_landed += len(page.entities)
-                progress.add(len(page.entities), page.count)
+            first_count = None
+            for page in writer.write(pages, track_dates=plan.strategy is Strategy.MODIFIED_DATE):
+                first_count = page.count if first_count is None else first_count
+            batch.records_landed = writer.records
+            batch.source_count = first_count if first_count is not None else 0
         if plan.strategy is Strategy.MODIFIED_DATE:
-            result.watermark_to = newest.isoformat() if newest else plan.watermark_from
+            newest = writer.newest if writer.newest else None
+            if newest and window.today and newest > window.today:
+                batch.warnings.append(
+                    f"a ModifiedDate after 4D's today ({newest} > {window.today}); the watermark stays at "
+                    "4D's today so the table keeps syncing"
+                )
+                newest = window.today
+            batch.watermark_to = newest.isoformat() if newest else plan.watermark_from
+        batch.table_count = _table_count(client, table, plan, batch)
         if plan.stamp_window is not None:
-            result.deleted_keys = _land_deleted(client, conn, table, run_id, plan.stamp_window)
-        if result.source_count is None:
-            result.source_count = 0
-        result.seconds = round(time.monotonic() - started, 3)
-        _record_batch(conn, run_id, result)
-    progress.log()
-    return result
+            batch.deleted_keys = _land_deleted(client, conn, table, run_id, plan.stamp_window)
+        retried, gone = _land_retries(client, conn, table, run_id, retry_limit, wanted)
+        batch.records_retried = retried
+        batch.records_landed += retried
+        batch.deleted_keys += gone
+        batch.hold_reason = policy.count_drop(
+            ledger.previous_table_count(conn, run_id, table), batch.table_count
+        )
+        batch.hold_deletes = batch.hold_reason is not None
+        if batch.hold_deletes:
+            batch.warnings.append(f"deletions held: {batch.hold_reason}")
+        batch.seconds = round(time.monotonic() - started, 3)
+        ledger.record_batch(conn, run_id, batch, started_at)
+    writer.progress.log()
+    return batch
+
+
+def _forget_earlier_try(
+    conn: psycopg.Connection[Any], raw: sql.Identifier, run_id: str, table: LegacyTable
+) -> None:
+    conn.execute(sql.SQL("delete from {} where run_id = %s").format(raw), (run_id,))
+    conn.execute(
+        "delete from legacy_staging.deleted_records_raw where run_id = %s and table_name = %s",
+        (run_id, table.name),
+    )
+
+
+def _table_count(client: FourDClient, table: LegacyTable, plan: Plan, batch: Batch) -> int | None:
+    """4D's count of the whole table; for a read of the whole table, also whether the key set
+    that landed is complete (it matches the count before and after the read), which alone allows
+    the merge to delete ERP rows missing from it."""
+    count = client.page(table.name, attributes=(table.key,), top=1).count
+    if plan.complete_key_set:
+        if count is not None and batch.records_landed == count == batch.source_count:
+            batch.complete_key_set = True
+        else:
+            batch.warnings.append(
+                f"landed {batch.records_landed:,} records while 4D counted {batch.source_count} before the "
+                f"read and {count} after it: 4D changed meanwhile, so deletions are not detected by key "
+                "set in this run (the next full sync does it)"
+            )
+    return count
 
 
 def _land_deleted(
@@ -357,72 +467,95 @@ def _land_deleted(
     return count
 
 
-def _record_batch(conn: psycopg.Connection[Any], run_id: str, result: LandingResult) -> None:
-    conn.execute(
-        """
-        insert into legacy_sync.landing_batch (run_id, table_name, mode, strategy, complete_key_set,
-            records_landed, source_count, deleted_keys, watermark_from, watermark_to, finished_at)
-        values (%(run_id)s, %(table)s, %(mode)s, %(strategy)s, %(complete_key_set)s, %(records_landed)s,
-            %(source_count)s, %(deleted_keys)s, %(watermark_from)s, %(watermark_to)s, now())
-        on conflict (run_id, table_name) do update set mode = excluded.mode, strategy = excluded.strategy,
-            complete_key_set = excluded.complete_key_set, records_landed = excluded.records_landed,
-            source_count = excluded.source_count, deleted_keys = excluded.deleted_keys,
-            watermark_from = excluded.watermark_from, watermark_to = excluded.watermark_to,
-            started_at = now(), finished_at = now()
-        """,
-        {"run_id": run_id, **result.as_dict()},
-    )
+def _land_retries(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    limit: int,
+    attributes: tuple[str, ...],
+) -> tuple[int, int]:
+    """Read again by key the records waiting for another record; (landed, gone from 4D)."""
+    keys = ledger.retry_keys(conn, table, limit, exclude_run=run_id)
+    if not keys:
+        return 0, 0
+    return land_keys(client, conn, table, run_id, keys, attributes)
 
 
-def read_state(conn: psycopg.Connection[Any], table: LegacyTable) -> tuple[str, str | None] | None:
-    """(strategy, watermark) of a table, or None before its first merged run."""
-    row = conn.execute(
-        "select strategy, watermark from legacy_sync.sync_state where table_name = %s", (table.name,)
-    ).fetchone()
-    return (row[0], row[1]) if row else None
+def land_keys(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    keys: list[str],
+    attributes: tuple[str, ...] | None = None,
+) -> tuple[int, int]:
+    """Land exactly these records, read by key; a key 4D does not return is recorded as deleted.
+    Returns (records landed, keys gone)."""
+    raw = sql.Identifier("legacy_staging", table.raw_table)
+    found: set[str] = set()
+    with (
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)) as copy,
+    ):
+        for page in client.get_records(
+            table.name, table.key, keys, attributes=attributes or table.attributes
+        ):
+            found.update(str(entity_key(e, table.key)) for e in page.entities)
+            copy.write(copy_block(page.entities, table.key, run_id))
+    gone = [k for k in keys if k not in found]
+    if gone:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into legacy_staging.deleted_records_raw (run_id, table_name, legacy_id)"
+                " values (%s, %s, %s)",
+                [(run_id, table.name, k) for k in gone],
+            )
+    log.info("%s: read %d record(s) again by key, %d gone from 4D", table.name, len(found), len(gone))
+    return len(found), len(gone)
 
 
-def land_replay(conn: psycopg.Connection[Any], table: LegacyTable, run_id: str) -> LandingResult:
-    """Land, for ``run_id``, the stored raw data of this table's records that are still rejected.
+def land_repair(
+    client: FourDClient, conn: psycopg.Connection[Any], table: LegacyTable, run_id: str, keys: list[str]
+) -> Batch:
+    """A targeted repair: read exactly ``keys`` again and land them; no watermark moves."""
+    started = time.monotonic()
+    attributes, _ = check_catalog(client, table)
+    wanted = (*table.attributes, "__GlobalStamp") if "__GlobalStamp" in attributes else table.attributes
+    batch = Batch(table=table.name, mode=ledger.Mode.REPAIR.value, strategy="by_key")
+    raw = sql.Identifier("legacy_staging", table.raw_table)
+    with conn.transaction():
+        _forget_earlier_try(conn, raw, run_id, table)
+        batch.records_landed, batch.deleted_keys = land_keys(client, conn, table, run_id, keys, wanted)
+        batch.source_count = batch.records_landed
+        batch.seconds = round(time.monotonic() - started, 3)
+        ledger.record_batch(conn, run_id, batch)
+    return batch
 
-    For after a mapping fix: dbt maps them again without reading 4D. A record counts as still
-    rejected when its latest ``sync_error`` row is newer than its ERP row (if any). The batch
-    moves no watermark: what 4D changed meanwhile is the next normal run's business.
+
+def land_replay(conn: psycopg.Connection[Any], table: LegacyTable, run_id: str) -> Batch:
+    """Land, for ``run_id``, the stored raw data of this table's open rejects, so dbt maps them
+    again without reading 4D (after a mapping fix). Records 4D deleted since are no longer open
+    rejects; the merge never writes a version older than the one the ERP holds. No watermark moves.
     """
     started = time.monotonic()
     raw = sql.Identifier("legacy_staging", table.raw_table)
-    erp_table = conn.execute("select to_regclass(%s)", (f"erp.{table.snake_name}",)).fetchone()
-    loaded_since = (
-        sql.SQL(
-            "and not exists (select 1 from {} t where t.legacy_id::text = e.record_id"
-            " and not t.is_deleted and t.synced_at > e.created_at)"
-        ).format(sql.Identifier("erp", table.snake_name))
-        if erp_table and erp_table[0]
-        else sql.SQL("")
-    )
-    result = LandingResult(table=table.name, mode="replay", strategy="replay")
+    batch = Batch(table=table.name, mode=ledger.Mode.REPLAY.value, strategy="replay")
     with conn.transaction():
-        conn.execute(sql.SQL("delete from {} where run_id = %s").format(raw), (run_id,))
+        _forget_earlier_try(conn, raw, run_id, table)
         cursor = conn.execute(
             sql.SQL(
                 """
                 insert into {raw} (run_id, legacy_id, payload, row_hash)
-                select %(run)s, e.record_id, e.record_data,
-                       md5((e.record_data - '__KEY' - '__STAMP' - '__TIMESTAMP' - '__GlobalStamp')::text)
-                from (
-                    select distinct on (e.record_id) e.record_id, e.record_data, e.created_at
-                    from legacy_sync.sync_error e
-                    join legacy_sync.sync_log l on l.id = e.sync_log_id
-                    where l.table_name = %(table)s and l.run_id <> %(run)s
-                    order by e.record_id, e.id desc
-                ) e
-                where e.record_data is not null {loaded_since}
+                select %(run)s, r.record_id, r.record_data,
+                       md5((r.record_data - '__KEY' - '__STAMP' - '__TIMESTAMP' - '__GlobalStamp')::text)
+                from ({replayable}) r
                 """
-            ).format(raw=raw, loaded_since=loaded_since),
-            {"run": run_id, "table": table.name},
+            ).format(raw=raw, replayable=ledger.replayable(conn, table)),
+            {"run": run_id},
         )
-        result.records_landed = cursor.rowcount
-        result.seconds = round(time.monotonic() - started, 3)
-        _record_batch(conn, run_id, result)
-    log.info("%s: replaying %d previously rejected records", table.name, result.records_landed)
-    return result
+        batch.records_landed = cursor.rowcount
+        batch.seconds = round(time.monotonic() - started, 3)
+        ledger.record_batch(conn, run_id, batch)
+    log.info("%s: replaying %d previously rejected records", table.name, batch.records_landed)
+    return batch

@@ -2,42 +2,87 @@
 reliability suite and the benchmark, so what they prove is what the DAG runs.
 
 prepare → extract_table (per table) → transform → reconcile → summarize
+
+What the sync knows about its runs lives in the ledger (``legacy_sync.ledger``); this module
+only orders the steps. Transform, reconcile and summarize work on shared tables (the dbt working
+tables, the merges into ``erp``), so each holds the ERP lock: runs of both DAGs and manual runs
+take turns there, while their extracts (keyed by run) go on in parallel.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
 
-from legacy_sync import erp_db, landing, reporting
-from legacy_sync import reconcile as reconciliation
-from legacy_sync import transform as dbt_step
+from legacy_sync import dbt_build, erp_db, landing, ledger, reconciliation
 from legacy_sync.fourd import FourDClient
+from legacy_sync.ledger import HoldPolicy, Mode
 from legacy_sync.registry import get_table, select_tables
 
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], FourDClient]
+RunCheck = Callable[[str | None, str], bool]
+"""``(dag_id, run_id) -> still running?``: asks the orchestrator about another run."""
+
+STAGING_KEEP_DAYS = 7
+"""Staged raw rows of runs summarized longer ago are dropped (rejects keep their raw record)."""
 
 
-def choose_mode(full: bool, full_refresh: bool = False, replay_errors: bool = False) -> str:
+def choose_mode(
+    full: bool, full_refresh: bool = False, replay_errors: bool = False, keys: list[str] | None = None
+) -> Mode:
+    if keys:
+        return Mode.REPAIR
     if replay_errors:
-        return "replay"
-    return "full" if full or full_refresh else "incremental"
+        return Mode.REPLAY
+    return Mode.FULL if full or full_refresh else Mode.INCREMENTAL
 
 
-def prepare(conninfo: str, run_id: str, mode: str, tables: list[str] | None) -> list[dict[str, str]]:
-    """Apply our schema, resolve the tables to sync, mark them RUNNING in sync_log."""
+def hold_policy() -> HoldPolicy:
+    """The circuit breaker's limits: ``LEGACY_SYNC_DELETE_HOLD_SHARE`` (default 0.05) and
+    ``LEGACY_SYNC_DELETE_HOLD_MIN_ROWS`` (default 10)."""
+    return HoldPolicy(
+        share=float(os.environ.get("LEGACY_SYNC_DELETE_HOLD_SHARE") or 0.05),
+        min_rows=int(os.environ.get("LEGACY_SYNC_DELETE_HOLD_MIN_ROWS") or 10),
+    )
+
+
+def only_this_run(dag_id: str | None, run_id: str) -> bool:
+    """Without an orchestrator to ask (the CLI, the suites), runs go one after another: any
+    other run still marked RUNNING was interrupted."""
+    return False
+
+
+def prepare(
+    conninfo: str,
+    run_id: str,
+    mode: Mode | str,
+    tables: list[str] | None,
+    *,
+    dag_id: str | None = None,
+    keys: list[str] | None = None,
+    is_running: RunCheck = only_this_run,
+) -> list[dict[str, Any]]:
+    """Apply our schema, close runs that ended without a summary, record this run and mark its
+    tables RUNNING. Returns one work item per table for the extract tasks."""
+    mode = Mode(mode)
     selected = select_tables(tables)
+    if mode is Mode.REPAIR and len(selected) != 1:
+        raise ValueError("a repair by key names exactly one table (`tables`) and its `keys`")
     with erp_db.connect(conninfo, autocommit=True) as conn:
-        erp_db.apply_schema(conn)
-        for table in selected:
-            reporting.start_table(conn, run_id, table.name, mode)
-    return [{"table": t.name, "mode": mode} for t in selected]
+        ledger.apply_schema(conn)
+        ledger.close_interrupted(conn, run_id, is_running)
+        ledger.begin_run(conn, run_id, mode, [t.name for t in selected], dag_id)
+        removed = ledger.prune_landed(conn, STAGING_KEEP_DAYS)
+        if removed:
+            log.info("dropped %d staged rows of runs older than %d days", removed, STAGING_KEEP_DAYS)
+    return [{"table": t.name, "mode": mode.value, **({"keys": keys} if keys else {})} for t in selected]
 
 
 def extract_failure_message(table: str, exc: BaseException) -> str:
@@ -45,126 +90,109 @@ def extract_failure_message(table: str, exc: BaseException) -> str:
     if isinstance(exc, httpx.TransportError):
         return (
             f"could not read {table} from 4D: {type(exc).__name__}: {exc or 'connection problem'}, "
-            "even after "
-            "retries. Check that the 4D server is up and reachable; if it drops large pages, lower the "
-            "`page_size` of the legacy_4d_default connection."
+            "even after retries. Check that the 4D server is up and reachable; if it drops large pages, "
+            "lower the `page_size` of the legacy_4d_default connection."
         )
     if isinstance(exc, psycopg.Error):
         return f"could not land {table} in the ERP database: {type(exc).__name__}: {exc}".strip()
-    return f"extract of {table} failed: {exc}"
+    return f"could not read {table} from 4D: {exc}"
 
 
 def extract_table(
-    conninfo: str, run_id: str, item: dict[str, str], client_factory: ClientFactory
+    conninfo: str, run_id: str, item: dict[str, Any], client_factory: ClientFactory
 ) -> dict[str, Any]:
-    """Page one table out of 4D (or replay its rejects) and land it; a failure is logged first."""
+    """Page one table out of 4D (or replay its rejects, or read given keys) and land it; a
+    failure is recorded in the ledger before it is raised."""
     table = get_table(item["table"])
+    mode = Mode(item["mode"])
     with erp_db.connect(conninfo, autocommit=True) as conn:
-        reporting.start_table(conn, run_id, table.name, item["mode"])
+        ledger.start_table(conn, run_id, table.name, mode)
         try:
-            if item["mode"] == "replay":
-                result = landing.land_replay(conn, table, run_id)
+            if mode is Mode.REPLAY:
+                batch = landing.land_replay(conn, table, run_id)
             else:
                 with client_factory() as client:
-                    state = landing.read_state(conn, table)
-                    result = landing.land_table(client, conn, table, run_id, item["mode"], state)
+                    if mode is Mode.REPAIR:
+                        batch = landing.land_repair(client, conn, table, run_id, list(item["keys"]))
+                    else:
+                        window = ledger.run_window(conn, run_id, lambda: landing.measure_window(client))
+                        state = ledger.read_state(conn, table)
+                        batch = landing.land_table(
+                            client,
+                            conn,
+                            table,
+                            run_id,
+                            mode.value,
+                            state,
+                            window=window,
+                            policy=hold_policy(),
+                        )
         except Exception as exc:
-            reporting.fail_table(
-                conn, run_id, table.name, item["mode"], extract_failure_message(table.name, exc)
-            )
+            ledger.fail_table(conn, run_id, table.name, extract_failure_message(table.name, exc))
             raise
-    for warning in result.warnings:
+    for warning in batch.warnings:
         log.warning("%s: %s", table.name, warning)
     log.info(
-        "%s: landed %d records (%s, %s) in %.1fs",
+        "%s: landed %d records (%s, %s; %d read again by key) in %.1fs",
         table.name,
-        result.records_landed,
-        result.mode,
-        result.strategy,
-        result.seconds,
+        batch.records_landed,
+        batch.mode,
+        batch.strategy,
+        batch.records_retried,
+        batch.seconds,
     )
-    return result.as_dict()
-
-
-def _landed_tables(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
-    return [
-        r[0]
-        for r in conn.execute(
-            "select b.table_name from legacy_sync.landing_batch b join legacy_sync.sync_log l"
-            " using (run_id, table_name) where b.run_id = %s and l.status = 'RUNNING'",
-            (run_id,),
-        )
-    ]
+    return batch.as_dict()
 
 
 def transform(conninfo: str, run_id: str, target_name: str = "default") -> dict[str, str]:
-    """dbt build over what landed; marks the tables dbt failed. Returns {table: reason}."""
-    with erp_db.connect(conninfo, autocommit=True) as conn:
-        landed = _landed_tables(conn, run_id)
-        changes = conn.execute(
-            "select coalesce(sum(records_landed + deleted_keys), 0),"
-            " coalesce(bool_or(complete_key_set), false)"
-            " from legacy_sync.landing_batch where run_id = %s",
-            (run_id,),
-        ).fetchone()
-    if not landed:
-        log.warning("no table landed in this run; skipping dbt")
-        return {}
-    if changes is not None and changes[0] == 0 and not changes[1]:
-        # An hourly run over a quiet ERP: nothing to map, and erp is as the last run left it.
-        log.info("4D reported no change since the last run; skipping dbt")
-        return {}
-    outcome = dbt_step.run_dbt_build(run_id, landed, erp_db.dbt_env(conninfo), target_name=target_name)
-    with erp_db.connect(conninfo, autocommit=True) as conn:
-        modes = dict(
-            conn.execute("select table_name, mode from legacy_sync.sync_log where run_id = %s", (run_id,))
+    """dbt build over what landed, then this run's verdicts into the ledger, all under the ERP
+    lock. Returns {table: reason} for the tables that failed."""
+    with ledger.exclusive(conninfo, run_id, "transform"), erp_db.connect(conninfo, autocommit=True) as conn:
+        if not ledger.landed_tables(conn, run_id):
+            log.warning("no table landed in this run; skipping dbt")
+            return {}
+        landed = ledger.tables_to_merge(conn, run_id)
+        if not landed:
+            # An hourly run over a quiet ERP: nothing to map, and erp is as the last run left it.
+            log.info("4D reported no change since the last run; skipping dbt")
+            return {}
+        ledger.set_transform_context(conn, run_id, hold_policy())
+        outcome = dbt_build.run_dbt_build(
+            run_id, landed, erp_db.dbt_env(conninfo), target_name=target_name, conninfo=conninfo
         )
-        for table, reason in outcome.failed_tables.items():
-            reporting.fail_table(conn, run_id, table, modes.get(table, "incremental"), reason)
+        for name in landed:
+            verdict = outcome.verdicts.get(name, dbt_build.TableVerdict())
+            counts = ledger.record_transform(
+                conn, run_id, get_table(name), verdict.failure, verdict.merged, outcome.warning_relations
+            )
+            if counts.deletes_held:
+                log.error(
+                    "%s: %d deletion(s) held by the mass-change circuit breaker; a person must approve them",
+                    name,
+                    counts.deletes_held,
+                )
     return outcome.failed_tables
 
 
 def reconcile(conninfo: str, run_id: str, client_factory: ClientFactory) -> dict[str, str]:
-    """Compare 4D with ``erp`` + open rejects for every merged table; returns {table: problem}."""
-    with erp_db.connect(conninfo, autocommit=True) as conn:
-        tables = _landed_tables(conn, run_id)
+    """Losses (database only) then 4D's counts for every merged table; {table: problem}."""
+    with ledger.exclusive(conninfo, run_id, "reconcile"), erp_db.connect(conninfo, autocommit=True) as conn:
+        tables = ledger.landed_tables(conn, run_id)
         if not tables:
             return {}
-        with client_factory() as client:
-            return reconciliation.reconcile_run(client, conn, run_id, [get_table(t) for t in tables])
+        return reconciliation.reconcile_run(conn, run_id, [get_table(t) for t in tables], client_factory)
 
 
 def summarize(
-    conninfo: str, run_id: str, items: list[dict[str, str]], transform_finished: bool
-) -> list[reporting.TableSummary]:
-    """Final sync_log/sync_error per table; watermarks of merged tables. Always runs."""
-    with erp_db.connect(conninfo, autocommit=True) as conn:
-        statuses = dict(
-            conn.execute(
-                "select l.table_name, case when l.status = 'RUNNING' and b.table_name is null"
-                " then 'NOT_LANDED' else l.status end"
-                " from legacy_sync.sync_log l"
-                " left join legacy_sync.landing_batch b using (run_id, table_name)"
-                " where l.run_id = %s",
-                (run_id,),
-            ).fetchall()
-        )
-        for item in items:
-            name, status, mode = item["table"], statuses.get(item["table"]), item["mode"]
-            if status == "RUNNING" and transform_finished:
-                reporting.finish_table(conn, run_id, get_table(name))
-            elif status == "RUNNING":
-                reporting.fail_table(
-                    conn, run_id, name, mode, "the dbt step did not finish; see the transform log"
-                )
-            elif status == "NOT_LANDED":
-                reporting.fail_table(
-                    conn, run_id, name, mode, "extraction did not finish; see the extract log"
-                )
-        summary = reporting.run_summary(conn, run_id)
+    conninfo: str, run_id: str, items: list[dict[str, Any]], transform_finished: bool
+) -> list[ledger.TableSummary]:
+    """Final sync_log per table, watermarks of the tables safely merged. Always runs."""
+    with ledger.exclusive(conninfo, run_id, "summarize"), erp_db.connect(conninfo, autocommit=True) as conn:
+        summary = ledger.finish_run(conn, run_id, [item["table"] for item in items], transform_finished)
     for row in summary:
         log.info(
-            "%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d %s",
+            "%-16s %-20s processed=%d created=%d updated=%d unchanged=%d deleted=%d failed=%d"
+            " open_rejects=%d warned=%d deletes_held=%d %s",
             row.table,
             row.status,
             row.processed,
@@ -173,23 +201,41 @@ def summarize(
             row.unchanged,
             row.deleted,
             row.failed,
+            row.open_rejects,
+            row.warned,
+            row.deletes_held,
             row.error_message or "",
         )
     return summary
+
+
+def decide_held_deletes(
+    conninfo: str, run_id: str, tables: list[str] | None, *, approve: bool, decided_by: str
+) -> dict[str, int]:
+    """Apply or discard the deletions the circuit breaker held (under the ERP lock)."""
+    with (
+        ledger.exclusive(conninfo, run_id, "held deletes"),
+        erp_db.connect(conninfo, autocommit=True) as conn,
+    ):
+        applied = ledger.decide_held_deletes(conn, run_id, tables, approve=approve, decided_by=decided_by)
+    log.info("held deletions %s by %s: %s", "applied" if approve else "discarded", decided_by, applied)
+    return applied
 
 
 def run_once(
     conninfo: str,
     run_id: str,
     client_factory: ClientFactory,
-    mode: str = "incremental",
+    mode: Mode | str = Mode.INCREMENTAL,
     tables: list[str] | None = None,
-) -> list[reporting.TableSummary]:
-    """One whole run in this process (reliability suite, benchmark): what the DAG does, in order.
+    *,
+    keys: list[str] | None = None,
+) -> list[ledger.TableSummary]:
+    """One whole run in this process (the suites, the benchmark): what the DAG does, in order.
 
     Like the DAG, a failed table does not stop the others, and the summary always runs.
     """
-    items = prepare(conninfo, run_id, mode, tables)
+    items = prepare(conninfo, run_id, mode, tables, keys=keys)
     for item in items:
         try:
             extract_table(conninfo, run_id, item, client_factory)
@@ -202,8 +248,5 @@ def run_once(
         log.exception("transform failed")
         finished = False
     if finished:
-        try:
-            reconcile(conninfo, run_id, client_factory)
-        except Exception:  # as in the DAG: an unreconciled run still gets its summary
-            log.exception("reconcile failed")
+        reconcile(conninfo, run_id, client_factory)
     return summarize(conninfo, run_id, items, finished)

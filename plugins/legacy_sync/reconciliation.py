@@ -39,7 +39,9 @@ def check_losses(conn: psycopg.Connection[Any], run_id: str, table: LegacyTable)
     )
 
 
-def count_against_4d(client: FourDClient, conn: psycopg.Connection[Any], table: LegacyTable) -> tuple[int | None, str]:
+def count_against_4d(
+    client: FourDClient, conn: psycopg.Connection[Any], table: LegacyTable
+) -> tuple[int | None, str]:
     """(4D's count, the comparison in words)."""
     source = client.page(table.name, attributes=(table.key,), top=1).count
     live, rejected = ledger.erp_totals(conn, table)

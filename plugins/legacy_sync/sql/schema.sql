@@ -1,15 +1,38 @@
 -- Tables the sync owns (schemas legacy_staging and legacy_sync). Idempotent: applied by the
--- DAG's first task on every run, so a new deployment needs no separate migration step.
+-- DAG's first task on every run, so a new deployment needs no separate migration step, and an
+-- older deployment gains what was added since (the `alter ... if not exists` lines at the end).
 -- dbt never creates or drops anything here; it reads legacy_staging as sources.
+-- Only plugins/legacy_sync/ledger.py writes the legacy_sync tables.
 
 create schema if not exists legacy_staging;
 create schema if not exists legacy_sync;
+
+-- One row per sync run: its change window, taken once for every table of the run.
+create table if not exists legacy_sync.sync_run (
+    run_id          text        primary key,
+    dag_id          text,
+    mode            text        not null,
+    window_stamp    bigint,     -- 4D's global stamp when the run began: every stamp window ends here
+    window_date     date,       -- 4D's today (the server's Date header): no date watermark passes it
+    started_at      timestamptz not null default now(),
+    summarized_at   timestamptz -- the summary ran; a task cleared afterwards never re-opens the run
+);
+
+-- The run dbt works on, with its settings: written under the transform lock before each build
+-- and read by the models (so the run id is data, not a dbt var).
+create table if not exists legacy_sync.transform_context (
+    singleton            boolean     primary key default true check (singleton),
+    run_id               text        not null,
+    delete_hold_share    numeric     not null,
+    delete_hold_min_rows bigint      not null,
+    updated_at           timestamptz not null default now()
+);
 
 -- One row per extract of one table in one run: what landed and whether the key set is complete.
 create table if not exists legacy_sync.landing_batch (
     run_id          text        not null,
     table_name      text        not null,
-    mode            text        not null check (mode in ('full', 'incremental', 'replay')),
+    mode            text        not null,
     strategy        text        not null,
     complete_key_set boolean    not null default false,
     records_landed  bigint      not null default 0,
@@ -22,7 +45,7 @@ create table if not exists legacy_sync.landing_batch (
     primary key (run_id, table_name)
 );
 
--- Keys 4D reports as deleted (__DeletedRecords), or found missing by a full key-set compare.
+-- Keys 4D reports as deleted (__DeletedRecords), or found missing when read again by key.
 create table if not exists legacy_staging.deleted_records_raw (
     run_id       text        not null,
     table_name   text        not null,
@@ -44,7 +67,7 @@ create table if not exists legacy_sync.sync_log (
     id                bigint generated always as identity primary key,
     run_id            text        not null,
     table_name        text        not null,
-    mode              text        not null check (mode in ('full', 'incremental', 'replay')),
+    mode              text        not null,
     status            text        not null default 'PENDING'
         check (status in ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'PARTIALLY_COMPLETED')),
     records_processed bigint      not null default 0,
@@ -74,6 +97,48 @@ create table if not exists legacy_sync.sync_error (
 );
 create index if not exists sync_error_log on legacy_sync.sync_error (sync_log_id);
 
+-- Records that are not in erp (or whose newest version is not) because they were rejected,
+-- until a later version loads or 4D deletes them. `retry`: rejected only because of other
+-- records (a missing parent, a business key held elsewhere), so every run reads it again by key.
+create table if not exists legacy_sync.open_reject (
+    table_name    text        not null,
+    record_id     text        not null,
+    first_run_id  text        not null,
+    last_run_id   text        not null,
+    error_message text        not null,
+    record_data   jsonb,
+    retry         boolean     not null,
+    since         timestamptz not null default now(),
+    primary key (table_name, record_id)
+);
+
+-- Per-record warnings: loaded, but worth a look (a legacy order whose total differs from its
+-- lines, a ModifiedDate in the future, an unreadable ModifiedTime).
+create table if not exists legacy_sync.sync_warning (
+    id              bigint generated always as identity primary key,
+    sync_log_id     bigint      not null references legacy_sync.sync_log (id) on delete cascade,
+    record_id       text        not null,
+    warning_message text        not null,
+    created_at      timestamptz not null default now()
+);
+create index if not exists sync_warning_log on legacy_sync.sync_warning (sync_log_id);
+
+-- Deletions the mass-change circuit breaker held: they apply only after a person approves.
+create table if not exists legacy_sync.held_delete (
+    table_name   text        not null,
+    legacy_id    text        not null,
+    run_id       text        not null,    -- the run that last held it
+    first_run_id text        not null,    -- the run that first held it (since the last decision)
+    reason       text        not null,
+    status       text        not null default 'HELD' check (status in ('HELD', 'APPLIED', 'DISCARDED')),
+    decided_by   text,
+    decided_run_id text,
+    held_at      timestamptz not null default now(),
+    decided_at   timestamptz,
+    primary key (table_name, legacy_id)
+);
+create index if not exists held_delete_status on legacy_sync.held_delete (status, table_name);
+
 -- The 4D session cookie, shared by every task and run so one licence serves them all.
 create table if not exists legacy_sync.fourd_session (
     conn_id      text primary key,
@@ -83,7 +148,18 @@ create table if not exists legacy_sync.fourd_session (
     last_used_at timestamptz not null default now()
 );
 
--- Added after the first release: reconciliation results (source vs erp + open rejects).
+-- Added after the first release.
 alter table legacy_sync.sync_log add column if not exists source_count bigint;
 alter table legacy_sync.sync_log add column if not exists records_missing bigint not null default 0;
 alter table legacy_sync.sync_log add column if not exists reconcile_message text;
+alter table legacy_sync.sync_log add column if not exists reconciled boolean;
+alter table legacy_sync.sync_log add column if not exists records_open_rejects bigint not null default 0;
+alter table legacy_sync.sync_log add column if not exists records_warned bigint not null default 0;
+alter table legacy_sync.sync_log add column if not exists records_deletes_held bigint not null default 0;
+alter table legacy_sync.landing_batch add column if not exists records_retried bigint not null default 0;
+alter table legacy_sync.landing_batch add column if not exists table_count bigint;
+alter table legacy_sync.landing_batch add column if not exists hold_deletes boolean not null default false;
+alter table legacy_sync.landing_batch add column if not exists hold_reason text;
+-- The first release allowed only full / incremental / replay; targeted repairs and approvals came later.
+alter table legacy_sync.sync_log drop constraint if exists sync_log_mode_check;
+alter table legacy_sync.landing_batch drop constraint if exists landing_batch_mode_check;
