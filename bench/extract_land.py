@@ -9,14 +9,14 @@ import psycopg
 from psycopg import sql
 
 from bench.common import Sim, log, median
-from legacy_sync import erp_db
+from legacy_sync import ledger
 from legacy_sync.landing import land_table
 from legacy_sync.registry import TABLES
 
 
 def truncate_staging(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        erp_db.apply_schema(conn)
+        ledger.apply_schema(conn)
         for table in TABLES:
             conn.execute(sql.SQL("truncate {}").format(sql.Identifier("legacy_staging", table.raw_table)))
         conn.execute("truncate legacy_staging.deleted_records_raw, legacy_sync.landing_batch")
@@ -27,7 +27,7 @@ def extract_land_once(sim: Sim, url: str, run_id: str) -> dict[str, Any]:
     """Every table, full mode: what the DAG's extract_and_land tasks do, one after the other."""
     per_table: dict[str, dict[str, float]] = {}
     with psycopg.connect(url, autocommit=True) as conn, sim.client() as client:
-        erp_db.apply_schema(conn)
+        ledger.apply_schema(conn)
         started = time.perf_counter()
         for table in TABLES:
             t0 = time.perf_counter()

@@ -37,7 +37,7 @@ def _status_kb(field: str) -> int:
 def child(base_url: str, user: str, password: str, url: str, run_id: str) -> None:
     import psycopg
 
-    from legacy_sync import erp_db
+    from legacy_sync import ledger
     from legacy_sync.fourd import FourDClient
     from legacy_sync.fourd.client import FourDSettings
     from legacy_sync.landing import land_table
@@ -48,7 +48,7 @@ def child(base_url: str, user: str, password: str, url: str, run_id: str) -> Non
         psycopg.connect(url, autocommit=True) as conn,
         FourDClient(FourDSettings(base_url, user, password)) as client,
     ):
-        erp_db.apply_schema(conn)
+        ledger.apply_schema(conn)
         started = time.perf_counter()
         result = land_table(client, conn, get_table(TABLE), run_id, "full")
         seconds = time.perf_counter() - started

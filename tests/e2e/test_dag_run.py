@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
+from legacy_sync import erp_db
 from legacy_sync.local_run import airflow_env, dags_test, prepare_airflow
 from legacy_sync.registry import TABLES
 
@@ -47,6 +48,10 @@ class Deployment:
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.erp_url) as conn:
             return conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, *params: Any) -> None:
+        with psycopg.connect(self.erp_url) as conn:
+            conn.execute(sql, params)
 
     def log_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
         with psycopg.connect(self.erp_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
@@ -119,9 +124,13 @@ def test_a_quiet_rerun_changes_nothing(deployment: Deployment) -> None:
     code, run_id = deployment.run()
     assert code == 0
     for table, row in deployment.log_rows(run_id).items():
-        assert (row["records_created"], row["records_updated"], row["records_deleted"]) == (0, 0, 0), table
-        live = deployment.query(f"select count(*) from erp.{table_snake(table)} where not is_deleted")[0][0]
-        assert row["records_unchanged"] == live
+        # 4D reported no change: nothing read, nothing written; earlier rejects still count.
+        assert (row["records_processed"], row["records_created"], row["records_updated"]) == (0, 0, 0), table
+        open_rejects = deployment.query(
+            "select count(*) from legacy_sync.open_reject where table_name = %s", table
+        )[0][0]
+        assert row["records_open_rejects"] == open_rejects
+        assert row["status"] == ("PARTIALLY_COMPLETED" if open_rejects else "COMPLETED")
     after = {
         t.snake_name: deployment.query(f"select max(synced_at) from erp.{t.snake_name}")[0][0] for t in TABLES
     }
@@ -158,7 +167,8 @@ def test_a_broken_table_fails_alone_and_keeps_its_watermark(deployment: Deployme
     assert code != 0, "the run must be marked failed so alerting sees it"
     logs = deployment.log_rows(run_id)
     assert logs["Invoices"]["status"] == "FAILED"
-    assert "Invoices" in logs["Invoices"]["error_message"] and "1800" in logs["Invoices"]["error_message"]
+    assert "1800" in logs["Invoices"]["error_message"]
+    assert "Invoices" in logs["Invoices"]["error_message"]
     others = {name: row["status"] for name, row in logs.items() if name != "Invoices"}
     assert set(others.values()) <= {"COMPLETED", "PARTIALLY_COMPLETED"}, others
     assert logs["Products"]["records_updated"] == 1
@@ -187,7 +197,7 @@ def test_replay_loads_records_rejected_before_a_mapping_fix(deployment: Deployme
     # The mapping fix: the ERP team accepts customers without a name after all.
     fixed = tmp_path / "dbt_project"
     shutil.copytree(PROJECT_ROOT / "dbt_project", fixed, ignore=shutil.ignore_patterns("target", "logs"))
-    model = fixed / "models" / "intermediate" / "int_customers__validated.sql"
+    model = fixed / "models" / "intermediate" / "int_customers__checked.sql"
     model.write_text(model.read_text().replace("            no_name_reason,\n", ""))
     deployment.env["LEGACY_SYNC_DBT_PROJECT_DIR"] = str(fixed)
     requests_before = deployment.sim.stats.as_dict()["requests"]
@@ -229,3 +239,117 @@ def test_cli_status_and_errors_read_the_sync_log(deployment: Deployment) -> None
         check=True,
     )
     assert f" {some_reject} " in errors.stdout.replace("│", " ")
+
+
+# -- trust on real legacy data, over several runs (issue 13) ----------------------------------
+
+
+def good_keys(deployment: Deployment, table: str) -> list[int]:
+    defects = {(t, k) for t, k, _ in deployment.sim.dataset.planted_defects()}
+    return sorted(k for k in deployment.sim.dataset.keys(table) if (table, k) not in defects)
+
+
+def test_an_older_product_claiming_a_held_sku_fails_no_table(deployment: Deployment) -> None:
+    dataset = deployment.sim.dataset
+    low, high = good_keys(deployment, "Products")[:2]
+    holder_sku = dataset.get("Products", high)["SKU"]
+    dataset.update("Products", low, {"SKU": holder_sku})
+    dataset.update("Products", high, {"Price": 321.5})
+    for _ in range(2):  # the claim is rejected, and the next run is not failed either
+        code, run_id = deployment.run()
+        assert code == 0, deployment.log_rows(run_id)
+    assert deployment.query("select sku, list_price from erp.products where legacy_id = %s", str(high)) == [
+        (holder_sku, 321.5)
+    ]
+    assert not deployment.query(
+        "select sku from erp.products where not is_deleted group by sku having count(*) > 1"
+    )
+    assert deployment.query(
+        "select retry from legacy_sync.open_reject where table_name = 'Products' and record_id = %s", str(low)
+    ) == [(True,)]
+
+
+def test_dependents_of_a_table_refused_for_one_run_load_on_the_next(deployment: Deployment) -> None:
+    dataset = deployment.sim.dataset
+    customer = dataset.insert("Customers", {"AccountNumber": "AW-E2E-9", "CompanyName": "Late Store"})
+    order_template = dataset.get("Orders", good_keys(deployment, "Orders")[0])
+    order = dataset.insert(
+        "Orders", {**order_template, "OrderID": None, "OrderNumber": "SO-E2E-9", "CustomerID": customer}
+    )
+    product = good_keys(deployment, "Products")[-1]
+    line = dataset.insert(
+        "OrderLines",
+        {
+            "OrderID": order,
+            "ProductID": product,
+            "Quantity": 1,
+            "UnitPrice": 5,
+            "UnitPriceDiscount": 0,
+            "LineTotal": 5,
+        },
+    )
+    deployment.sim.faults.set("refuse_table", table="Customers", hidden=True)
+    try:
+        code, run_id = deployment.run()
+    finally:
+        deployment.sim.faults.clear()
+    assert code != 0 and deployment.log_rows(run_id)["Customers"]["status"] == "FAILED"
+    code, run_id = deployment.run()  # Customers is back: no replay, no full sync
+    assert code == 0, deployment.log_rows(run_id)
+    for table, key in (("customers", customer), ("orders", order), ("order_lines", line)):
+        assert deployment.query(f"select is_deleted from erp.{table} where legacy_id = %s", str(key)) == [
+            (False,)
+        ], table
+
+
+def test_a_mass_delete_waits_for_a_person(deployment: Deployment) -> None:
+    dataset = deployment.sim.dataset
+    keys = good_keys(deployment, "Inventory")
+    victims = keys[: max(11, len(keys) // 4)]
+    for key in victims:
+        dataset.delete("Inventory", key)
+    code, run_id = deployment.run()
+    assert code == 0  # held, not failed
+    row = deployment.log_rows(run_id)["Inventory"]
+    assert row["status"] == "PARTIALLY_COMPLETED" and row["records_deletes_held"] == len(victims)
+    assert deployment.query(
+        "select count(*) from erp.inventory where not is_deleted and legacy_id = any(%s)",
+        [str(k) for k in victims],
+    ) == [(len(victims),)]
+    code, run_id = deployment.run(apply_held_deletes=True, tables=["Inventory"])
+    assert code == 0, deployment.log_rows(run_id)
+    assert deployment.query(
+        "select count(*) from erp.inventory where is_deleted and legacy_id = any(%s)",
+        [str(k) for k in victims],
+    ) == [(len(victims),)]
+    assert deployment.query("select count(*) from legacy_sync.held_delete where status = 'HELD'") == [(0,)]
+
+
+def test_plain_dbt_test_is_the_integrity_check_of_the_erp(deployment: Deployment) -> None:
+    env = {
+        **deployment.env,
+        **erp_db.dbt_env(deployment.erp_url),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    project = PROJECT_ROOT / "dbt_project"
+    dbt = [
+        str(Path(sys.executable).with_name("dbt")),
+        "--no-use-colors",
+        "test",
+        "--profiles-dir",
+        str(project),
+    ]
+    dbt += ["--project-dir", str(project), "--target-path", str(deployment.log.parent / "dbt-test")]
+    clean = subprocess.run(dbt, env=env, capture_output=True, text=True, timeout=600, cwd=project)
+    assert clean.returncode == 0, clean.stdout[-6000:]
+    line, order_id = deployment.query(
+        "select legacy_id, order_id from erp.order_lines where not is_deleted order by id limit 1"
+    )[0]
+    deployment.execute("update erp.order_lines set order_id = -1 where legacy_id = %s", line)
+    try:
+        broken = subprocess.run(dbt, env=env, capture_output=True, text=True, timeout=600, cwd=project)
+    finally:
+        deployment.execute("update erp.order_lines set order_id = %s where legacy_id = %s", order_id, line)
+    assert broken.returncode != 0
+    report = [x for x in broken.stdout.splitlines() if x.split("  ", 1)[-1].startswith("FAIL OrderLines")]
+    assert report and line in report[0], broken.stdout[-6000:]

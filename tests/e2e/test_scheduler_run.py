@@ -29,8 +29,15 @@ SNAKE = {t.name: t.snake_name for t in TABLES}
 
 
 @pytest.fixture(scope="module")
-def stack(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    dataset = Dataset.generate(3000, seed=5, dirty=0.02)
+def dataset() -> Dataset:
+    """4D's data, which the tests change between runs."""
+    return Dataset.generate(3000, seed=5, dirty=0.02)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    pg_server: Any, dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
     erp_url = pg_server.create_database("e2e_sched")
     config = SimulatorConfig(username=USER, password=PASSWORD, licences=3)
     try:
@@ -121,3 +128,101 @@ def test_the_scheduler_starts_runs_on_its_own(stack: AirflowStack) -> None:
     assert set(logs) == {t.name for t in TABLES}, "a scheduled run syncs every table (the Param default)"
     assert run["state"] == "success", {name: (r["status"], r["error_message"]) for name, r in logs.items()}
     assert {r["status"] for r in logs.values()} <= {"COMPLETED", "PARTIALLY_COMPLETED"}
+
+
+# -- truthful runs under a real scheduler (issues 13 and 14) -----------------------------------
+
+FULL_DAG_ID = "legacy_erp_full_sync"
+HELD_DAG_ID = "legacy_erp_held_deletes"
+
+
+def _every_record_accounted(stack: AirflowStack, dataset: Dataset) -> list[str]:
+    """4D records neither live in erp nor an open reject, and live erp rows 4D no longer has."""
+    problems = []
+    for table in TABLES:
+        with psycopg.connect(stack.erp_url) as conn:
+            live = {
+                r[0]
+                for r in conn.execute(f"select legacy_id from erp.{table.snake_name} where not is_deleted")
+            }
+            rejected = {
+                r[0]
+                for r in conn.execute(
+                    "select record_id from legacy_sync.open_reject where table_name = %s", (table.name,)
+                )
+            }
+        source = {str(k) for k in dataset.keys(table.name)}
+        problems += [f"{table.name} {k} missing" for k in sorted(source - live - rejected)[:5]]
+        problems += [f"{table.name} {k} extra" for k in sorted(live - source)[:5]]
+    return problems
+
+
+def test_both_dags_at_once_take_turns_and_tell_the_truth(stack: AirflowStack, dataset: Dataset) -> None:
+    defects = {(t, k) for t, k, _ in dataset.planted_defects()}
+    bad = sorted(k for t, k in defects if t == "Customers")[:3]
+    for key in bad:  # both runs read these again, and both must list them
+        dataset.update("Customers", key, {"Phone": "555-0199"})
+    gone = [k for k in sorted(dataset.keys("OrderLines")) if ("OrderLines", k) not in defects][:3]
+    for key in gone:
+        dataset.delete("OrderLines", key)
+    stack.unpause(FULL_DAG_ID)
+    hourly = stack.trigger(DAG_ID)
+    weekly = stack.trigger(FULL_DAG_ID)
+    states = {
+        hourly: stack.wait_for_run(DAG_ID, hourly, timeout=480),
+        weekly: stack.wait_for_run(FULL_DAG_ID, weekly, timeout=480),
+    }
+    logs = {run: _logs(stack.erp_url, run) for run in states}
+    assert set(states.values()) == {"success"}, {
+        r: {t: (x["status"], x["error_message"]) for t, x in rows.items()} for r, rows in logs.items()
+    }
+    for run, rows in logs.items():
+        assert {r["status"] for r in rows.values()} <= {"COMPLETED", "PARTIALLY_COMPLETED"}, run
+        rejected = {
+            r[0]
+            for r in psycopg.connect(stack.erp_url).execute(
+                "select e.record_id from legacy_sync.sync_error e join legacy_sync.sync_log l"
+                " on l.id = e.sync_log_id where l.run_id = %s and l.table_name = 'Customers'",
+                (run,),
+            )
+        }
+        assert {str(k) for k in bad} <= rejected, f"run {run} lost its rejects"
+    assert not _every_record_accounted(stack, dataset)
+    # the full run's key set never met the hourly run's few staged rows: no mass soft-delete
+    deleted = _scalar(stack.erp_url, "select count(*) from erp.order_lines where is_deleted")
+    assert deleted == len(gone)
+    stack.set_paused(FULL_DAG_ID, True)
+
+
+def test_held_deletions_apply_after_a_person_approves(stack: AirflowStack, dataset: Dataset) -> None:
+    defects = {(t, k) for t, k, _ in dataset.planted_defects()}
+    victims = [k for k in sorted(dataset.keys("Customers")) if ("Customers", k) not in defects][-40:]
+    for key in victims:
+        dataset.delete("Customers", key)
+    run_id = stack.trigger(DAG_ID, {"tables": ["Customers"]})
+    assert stack.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
+    assert _logs(stack.erp_url, run_id)["Customers"]["records_deletes_held"] == len(victims)
+    stack.unpause(HELD_DAG_ID)
+    deadline = time.monotonic() + 240
+    pending: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not pending:
+        details = stack.get("/api/v2/dags/~/dagRuns/~/hitlDetails")
+        pending = [d for d in details.get("hitl_details", []) if not d.get("response_received")]
+        time.sleep(2)
+    assert pending, f"no approval was asked for: {stack.dag_runs(HELD_DAG_ID)}"
+    ask = pending[0]
+    assert "Customers" in ask["body"] and str(len(victims)) in ask["body"]
+    ti = ask["task_instance"]
+    response = stack.request(
+        "PATCH",
+        f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}"
+        f"/{ti['map_index']}/hitlDetails",
+        json={"chosen_options": ["Apply the deletions"]},
+    )
+    response.raise_for_status()
+    assert stack.wait_for_run(HELD_DAG_ID, ti["dag_run_id"], timeout=240) == "success"
+    assert _scalar(
+        stack.erp_url,
+        "select count(*) from erp.customers where is_deleted and legacy_id = any(%s)",
+        [str(k) for k in victims],
+    ) == len(victims)

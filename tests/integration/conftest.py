@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
-from legacy_sync import erp_db
+from legacy_sync import ledger
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import SessionStore
 
@@ -44,5 +44,5 @@ def client_for(sim: SimulatorServer, store: SessionStore | None = None, **overri
 def erp(erp_db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to a fresh ERP database with the sync's own tables."""
     with psycopg.connect(erp_db_url, autocommit=True) as conn:
-        erp_db.apply_schema(conn)
+        ledger.apply_schema(conn)
         yield conn

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from legacy4d_simulator import SimulatorServer
-from legacy_sync.landing import land_table, read_state
+from legacy_sync.landing import land_table
+from legacy_sync.ledger import read_state
 from legacy_sync.registry import TABLES, Strategy, get_table
 from legacy_sync.session_store import PostgresSessionStore
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from legacy_sync import erp_db
+from legacy_sync import ledger
 from legacy_sync.monitor import app as monitor_app
 from legacy_sync.monitor import charts, queries
 
@@ -31,7 +31,7 @@ def seeded(pg_server: Any) -> Iterator[str]:
     """Four hourly runs x three tables; run 3 fails Orders; rejects in Products and Customers."""
     url = pg_server.create_database("monitor")
     with psycopg.connect(url, autocommit=True) as conn:
-        erp_db.apply_schema(conn)
+        ledger.apply_schema(conn)
         for run in range(4):
             run_id = f"scheduled__2026-03-01T0{6 + run}:00:00+00:00"
             start = T0 + dt.timedelta(hours=run)

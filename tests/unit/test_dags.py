@@ -12,6 +12,7 @@ from legacy_sync.registry import TABLE_NAMES
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"legacy_erp_sync": "@hourly", "legacy_erp_full_sync": "@weekly"}
+HELD_DELETES = "legacy_erp_held_deletes"
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def dagbag() -> DagBag:
 
 def test_every_dag_imports_without_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == set(EXPECTED)
+    assert set(dagbag.dags) == {*EXPECTED, HELD_DELETES}
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
@@ -49,7 +50,19 @@ def test_trigger_form_params(dagbag: DagBag) -> None:
     schema = params.get_param("tables").schema
     assert schema["items"]["enum"] == list(TABLE_NAMES)
     assert params["replay_errors"] is False
+    assert params["keys"] == [] and params["apply_held_deletes"] is False
     assert "full_refresh" not in dagbag.dags["legacy_erp_full_sync"].params
+
+
+def test_held_deletions_wait_for_a_person(dagbag: DagBag) -> None:
+    sync = dagbag.dags["legacy_erp_sync"]
+    assert sync.get_task("deletions_held").trigger_rule == "all_done"  # even after a failed table
+    assert sync.get_task("request_approval").trigger_dag_id == HELD_DELETES
+    held = dagbag.dags[HELD_DELETES]
+    assert held.schedule is None
+    decide = held.get_task("decide")
+    assert type(decide).__name__ == "HITLBranchOperator"
+    assert sorted(decide.downstream_task_ids) == ["apply", "discard"]
 
 
 def test_schedule_is_overridable_by_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,126 +21,17 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from legacy_sync import ledger, pipeline
+from legacy_sync.registry import TABLES as REGISTRY
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
-SCHEMA_SQL = PROJECT_ROOT / "plugins" / "legacy_sync" / "sql" / "schema.sql"
 DBT_BIN = PROJECT_ROOT / ".venv" / "bin" / "dbt"
 
-#: 4D dataclass -> (snake name, primary key, {field: wire type}); mirrors the registry.
+#: 4D dataclass -> (snake name, primary key, {field: wire type}), from the table registry.
 TABLES: dict[str, tuple[str, str, dict[str, str]]] = {
-    "Products": (
-        "products",
-        "ProductID",
-        {
-            "ProductID": "integer",
-            "ProductName": "text",
-            "Description": "text",
-            "SKU": "text",
-            "Category": "text",
-            "Price": "number",
-            "Cost": "number",
-            "TaxRate": "number",
-            "IsPurchased": "boolean",
-            "IsManufactured": "boolean",
-            "Color": "text",
-            "Weight": "number",
-            "SellStartDate": "date",
-            "SellEndDate": "date",
-            "DiscontinuedDate": "date",
-            "ModifiedDate": "date",
-        },
-    ),
-    "Customers": (
-        "customers",
-        "CustomerID",
-        {
-            "CustomerID": "integer",
-            "AccountNumber": "text",
-            "CompanyName": "text",
-            "FirstName": "text",
-            "LastName": "text",
-            "Email": "text",
-            "Phone": "text",
-            "ModifiedDate": "date",
-        },
-    ),
-    "Orders": (
-        "orders",
-        "OrderID",
-        {
-            "OrderID": "integer",
-            "OrderNumber": "text",
-            "CustomerID": "integer",
-            "OrderDate": "date",
-            "DueDate": "date",
-            "ShipDate": "date",
-            "Status": "integer",
-            "SubTotal": "number",
-            "TaxAmt": "number",
-            "Freight": "number",
-            "TotalDue": "number",
-            "ModifiedDate": "date",
-        },
-    ),
-    "OrderLines": (
-        "order_lines",
-        "OrderLineID",
-        {
-            "OrderLineID": "integer",
-            "OrderID": "integer",
-            "ProductID": "integer",
-            "Quantity": "integer",
-            "UnitPrice": "number",
-            "UnitPriceDiscount": "number",
-            "LineTotal": "number",
-            "ModifiedDate": "date",
-        },
-    ),
-    "Invoices": (
-        "invoices",
-        "InvoiceID",
-        {
-            "InvoiceID": "integer",
-            "InvoiceNumber": "text",
-            "OrderID": "integer",
-            "CustomerID": "integer",
-            "InvoiceDate": "date",
-            "DueDate": "date",
-            "Amount": "number",
-            "TaxAmt": "number",
-            "IsPaid": "boolean",
-            "PaidDate": "date",
-            "ModifiedDate": "date",
-        },
-    ),
-    "Inventory": (
-        "inventory",
-        "InventoryID",
-        {
-            "InventoryID": "integer",
-            "ProductID": "integer",
-            "LocationName": "text",
-            "Shelf": "text",
-            "Bin": "integer",
-            "Quantity": "integer",
-            "ModifiedDate": "date",
-        },
-    ),
-    "BillOfMaterials": (
-        "bill_of_materials",
-        "BOMID",
-        {
-            "BOMID": "integer",
-            "ParentProductID": "integer",
-            "ComponentProductID": "integer",
-            "Quantity": "number",
-            "UnitOfMeasure": "text",
-            "BOMLevel": "integer",
-            "StartDate": "date",
-            "EndDate": "date",
-            "ModifiedDate": "date",
-        },
-    ),
+    t.name: (t.snake_name, t.key, {t.key: "integer", **{f.name: f.wire.value for f in t.fields}})
+    for t in REGISTRY
 }
 TABLE_NAMES = tuple(TABLES)
 #: erp table per 4D dataclass.
@@ -199,23 +90,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def prepare_database(url: str) -> None:
-    """Apply the sync's DDL and create the seven raw landing tables."""
+    """Apply the sync's DDL: the legacy_sync tables and the seven raw landing tables."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA_SQL.read_text())
-        for snake, _, _ in TABLES.values():
-            conn.execute(
-                f"create table if not exists legacy_staging.{snake}_raw ("
-                "run_id text not null, legacy_id text not null, payload jsonb not null,"
-                " row_hash text not null, extracted_at timestamptz not null default now())"
-            )
+        ledger.apply_schema(conn)
 
 
 @dataclass
 class Landing:
-    """Lands 4D payloads for one run into a test database."""
+    """Lands 4D payloads for one run into a test database, as the extract task would."""
 
     url: str
     run_id: str
+    mode: str = "incremental"
 
     def land(
         self,
@@ -223,41 +109,46 @@ class Landing:
         payloads: Iterable[Mapping[str, Any]],
         *,
         complete_key_set: bool = False,
-        mode: str = "incremental",
+        mode: str | None = None,
         deleted_keys: Iterable[str] = (),
     ) -> int:
-        """COPY payloads (legacy_id = their __KEY) and write the landing_batch row."""
+        """COPY payloads (legacy_id = their __KEY) and record the batch in the ledger."""
         snake = TABLES[table][0]
         count = 0
-        with psycopg.connect(self.url) as conn, conn.cursor() as cur:  # one transaction
-            with cur.copy(
-                f"copy legacy_staging.{snake}_raw (run_id, legacy_id, payload, row_hash) from stdin"
-            ) as copy:
-                for payload in payloads:
-                    text = to_json(payload)
-                    copy.write_row(
-                        (
-                            self.run_id,
-                            str(payload["__KEY"]),
-                            text,
-                            hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+        mode = mode or self.mode
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            ledger.begin_run(conn, self.run_id, ledger.Mode(mode), [table], dag_id=None)
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(
+                    f"copy legacy_staging.{snake}_raw (run_id, legacy_id, payload, row_hash) from stdin"
+                ) as copy:
+                    for payload in payloads:
+                        text = to_json(payload)
+                        copy.write_row(
+                            (
+                                self.run_id,
+                                str(payload["__KEY"]),
+                                text,
+                                hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+                            )
                         )
+                        count += 1
+                deleted = list(deleted_keys)
+                for key in deleted:
+                    cur.execute(
+                        "insert into legacy_staging.deleted_records_raw"
+                        " (run_id, table_name, legacy_id, stamp) values (%s, %s, %s, null)",
+                        (self.run_id, table, key),
                     )
-                    count += 1
-            deleted = list(deleted_keys)
-            for key in deleted:
-                cur.execute(
-                    "insert into legacy_staging.deleted_records_raw"
-                    " (run_id, table_name, legacy_id, stamp) values (%s, %s, %s, 1)",
-                    (self.run_id, table, key),
+                batch = ledger.Batch(
+                    table=table,
+                    mode=mode,
+                    strategy="global_stamp",
+                    records_landed=count,
+                    deleted_keys=len(deleted),
+                    complete_key_set=complete_key_set,
                 )
-            cur.execute(
-                "insert into legacy_sync.landing_batch (run_id, table_name, mode, strategy,"
-                " complete_key_set, records_landed, deleted_keys) values (%s, %s, %s, %s, %s, %s, %s)"
-                " on conflict (run_id, table_name) do update set records_landed ="
-                " legacy_sync.landing_batch.records_landed + excluded.records_landed",
-                (self.run_id, table, mode, "global_stamp", complete_key_set, count, len(deleted)),
-            )
+                ledger.record_batch(conn, self.run_id, batch)
         return count
 
 
@@ -288,8 +179,19 @@ def run_dbt(
     return proc
 
 
-def build(url: str, run_id: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run_dbt(url, "build", "--vars", json.dumps({"run_id": run_id}), *extra, check=check)
+def build(url: str, run_id: str) -> dict[str, str]:
+    """The pipeline's transform step for what was landed: dbt build (models and data tests, the
+    tables that landed something) and this run's verdicts into the ledger. {table: failure}."""
+    return pipeline.transform(url, run_id)
+
+
+def summarize(url: str, run_id: str) -> list[ledger.TableSummary]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("select table_name from legacy_sync.sync_log where run_id = %s", (run_id,))
+        ]
+    return pipeline.summarize(url, run_id, [{"table": t} for t in tables], transform_finished=True)
 
 
 def query(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -1,0 +1,115 @@
+"""From dbt's run results to one verdict per table, in words: every node knows its tables from
+the manifest (meta), a failure fails only the tables it concerns, a skipped node names the
+table that failed upstream, and no dbt node name reaches the message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from legacy_sync.dbt_build import node_tables, verdicts_from_results
+
+P = "legacy_erp_sync"
+
+
+def model(name: str, tables: list[str], *parents: str, schema: str = "legacy_transform") -> dict[str, Any]:
+    return {
+        "resource_type": "model",
+        "name": name,
+        "schema": schema,
+        "config": {"meta": {"legacy_tables": tables}},
+        "depends_on": {"nodes": [f"model.{P}.{p}" for p in parents]},
+    }
+
+
+MANIFEST: dict[str, Any] = {
+    "nodes": {
+        f"model.{P}.int_orders__validated": model("int_orders__validated", ["Orders"], "customers"),
+        f"model.{P}.orders": model("orders", ["Orders"], "int_orders__validated", schema="erp"),
+        f"model.{P}.customers": model("customers", ["Customers"], schema="erp"),
+        f"model.{P}.products": model("products", ["Products"], schema="erp"),
+        f"model.{P}.int_order_lines__validated": model(
+            "int_order_lines__validated", ["OrderLines"], "orders", "products"
+        ),
+        f"model.{P}.order_lines": model(
+            "order_lines", ["OrderLines"], "int_order_lines__validated", schema="erp"
+        ),
+        f"model.{P}.warn_order_totals": model(
+            "warn_order_totals", ["Orders", "OrderLines"], "orders", "order_lines"
+        ),
+        f"test.{P}.not_negative_orders_subtotal.abc": {
+            "resource_type": "test",
+            "name": "not_negative_orders_subtotal",
+            "attached_node": f"model.{P}.orders",
+            "test_metadata": {"name": "not_negative", "kwargs": {"column_name": "subtotal"}},
+            "depends_on": {"nodes": [f"model.{P}.orders"]},
+        },
+        f"test.{P}.lost.def": {
+            "resource_type": "test",
+            "name": "staged_records_loaded_or_rejected_int_order_lines",
+            "attached_node": f"model.{P}.int_order_lines__validated",
+            "test_metadata": {"name": "staged_records_loaded_or_rejected", "kwargs": {}},
+            "depends_on": {"nodes": [f"model.{P}.int_order_lines__validated", f"model.{P}.order_lines"]},
+        },
+    }
+}
+
+
+def result(node: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"unique_id": node, "status": status, **extra}
+
+
+def test_every_node_knows_its_tables() -> None:
+    assert node_tables(f"model.{P}.warn_order_totals", MANIFEST) == ["Orders", "OrderLines"]
+    assert node_tables(f"test.{P}.not_negative_orders_subtotal.abc", MANIFEST) == ["Orders"]
+    assert node_tables(f"test.{P}.lost.def", MANIFEST) == ["OrderLines"]
+
+
+def test_a_failed_check_fails_only_its_table_in_words() -> None:
+    results = {
+        "results": [
+            result(f"model.{P}.customers", "success"),
+            result(f"model.{P}.products", "success"),
+            result(f"model.{P}.orders", "success"),
+            result(f"test.{P}.not_negative_orders_subtotal.abc", "fail", failures=2),
+            result(f"model.{P}.int_order_lines__validated", "skipped"),
+            result(f"model.{P}.order_lines", "skipped"),
+        ]
+    }
+    verdicts = verdicts_from_results(results, MANIFEST, ["Customers", "Products", "Orders", "OrderLines"])
+    assert verdicts["Customers"].failure is None and verdicts["Products"].failure is None
+    orders = verdicts["Orders"]
+    assert orders.merged  # what was merged is counted
+    assert orders.failure is not None
+    assert "erp.orders.subtotal is negative: 2 record(s)" in orders.failure
+    assert "not_negative_orders_subtotal" not in orders.failure  # node names stay in the task log
+    lines = verdicts["OrderLines"]
+    assert not lines.merged
+    assert lines.failure is not None and "Orders failed in this run" in lines.failure
+    assert "watermark stays" in lines.failure
+
+
+def test_records_lost_between_staging_and_erp_fail_that_table() -> None:
+    results = {
+        "results": [
+            result(f"model.{P}.order_lines", "success"),
+            result(f"test.{P}.lost.def", "fail", failures=1),
+        ]
+    }
+    verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
+    assert verdicts["Orders"].failure is None
+    assert "lost between staging and erp: 1 record(s)" in (verdicts["OrderLines"].failure or "")
+
+
+def test_a_database_error_in_a_model_says_nothing_was_merged() -> None:
+    results = {
+        "results": [
+            result(
+                f"model.{P}.orders",
+                "error",
+                message="conflicting key value violates exclusion constraint\nDETAIL",
+            ),
+        ]
+    }
+    failure = verdicts_from_results(results, MANIFEST, ["Orders"])["Orders"].failure or ""
+    assert "erp.orders failed in the database: conflicting key value violates exclusion constraint" in failure
+    assert "nothing of it was merged" in failure and "DETAIL" not in failure
