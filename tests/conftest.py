@@ -22,6 +22,9 @@ from psycopg import sql
 
 from legacy_sync.local_postgres import LocalPostgres
 
+# Under CI a skipped test fails (tests/ci_no_skip.py); pytester lets a test check that in a sub-session.
+pytest_plugins = ["tests.ci_no_skip", "pytester"]
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "adventureworks"
 
@@ -92,5 +95,8 @@ def erp_db_url(pg_server: PgServer) -> Iterator[str]:
 def shared_dataset() -> Path:
     """The real AdventureWorks set, when this checkout sits beside ``shared/``."""
     if not (SHARED_DATASET / "Products.csv").exists():
-        pytest.skip("the AdventureWorks dataset is not beside this checkout")
+        pytest.skip(
+            f"the AdventureWorks data set is not at {SHARED_DATASET}: it sits beside the checkout on dev and"
+            " CI machines (../shared/datasets/adventureworks); without it the test has nothing to read"
+        )
     return SHARED_DATASET

@@ -27,7 +27,10 @@ from tests.e2e.airflow_stack import PROJECT_ROOT, AirflowStack, FourD, running_s
 
 pytestmark = pytest.mark.e2e
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the browser test needs the `playwright` package (a dev dependency: `make install`)",
+)
 expect = playwright_api.expect
 
 DAG_ID = "legacy_erp_sync"
