@@ -4,7 +4,6 @@
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
-- ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
@@ -17,9 +16,16 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def plain(value: object) -> Text:
+    """Text from the database or a 4D server, shown as is: ``[red]`` or ``[/x]`` in it is not markup."""
+    return Text("" if value is None else str(value))
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -46,14 +52,14 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
             run_id = found[0]
         summary = reporting.run_summary(conn, run_id)
         rejects = reporting.first_errors(conn, run_id, errors)
-    table = Table(title=f"Sync run {run_id}")
+    table = Table(title=plain(f"Sync run {run_id}"))
     for column in ("table", "status", "processed", "created", "updated", "unchanged", "deleted", "rejected"):
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
     colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
     for row in summary:
         table.add_row(
-            row.table,
-            f"[{colours.get(row.status, 'white')}]{row.status}[/]",
+            plain(row.table),
+            Text(str(row.status), style=colours.get(row.status, "white")),
             f"{row.processed:,}",
             f"{row.created:,}",
             f"{row.updated:,}",
@@ -64,11 +70,11 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     console.print(table)
     for row in summary:
         if row.error_message:
-            console.print(f"[red]{row.table} failed:[/red] {row.error_message}")
+            console.print(f"[red]{escape(row.table)} failed:[/red] {escape(row.error_message)}")
     if rejects:
         console.print(f"First {len(rejects)} rejected records:")
         for table_name, record_id, reasons in rejects:
-            console.print(f"  {table_name} {record_id}: {reasons}")
+            console.print(plain(f"  {table_name} {record_id}: {reasons}"))
     return not any(row.status == "FAILED" for row in summary)
 
 
@@ -88,11 +94,11 @@ def cmd_errors(args: argparse.Namespace) -> int:
             """,
             (args.table, args.limit),
         ).fetchall()
-    table = Table(title=f"Rejected {args.table} records (newest first)")
+    table = Table(title=plain(f"Rejected {args.table} records (newest first)"))
     for column in ("run", "record", "reasons", "at"):
         table.add_column(column)
     for run_id, record_id, reasons, at in rows:
-        table.add_row(run_id, record_id, reasons, f"{at:%Y-%m-%d %H:%M}")
+        table.add_row(plain(run_id), plain(record_id), plain(reasons), f"{at:%Y-%m-%d %H:%M}")
     console.print(table)
     return 0
 
@@ -132,24 +138,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.json:
         console.print_json(orjson.dumps(report.as_dict()).decode())
         return 0
-    console.print(f"4D version: {report.version}   session cookie: {report.cookie_name}")
+    # Everything below comes from the 4D server: printed as text, never as markup.
+    console.print(plain(f"4D version: {report.version}   session cookie: {report.cookie_name}"))
     console.print(
-        f"__DeletedRecords exposed: {report.deleted_records_exposed}   time unit: {report.time_unit}"
+        plain(f"__DeletedRecords exposed: {report.deleted_records_exposed}   time unit: {report.time_unit}")
     )
     for label, verdict in report.date_filter.items():
-        console.print(f"date filter as {label}: {verdict}")
-    console.print(f"largest page: {report.largest_page}")
+        console.print(plain(f"date filter as {label}: {verdict}"))
+    console.print(plain(f"largest page: {report.largest_page}"))
     table = Table(title="Registry tables on this server")
     for column in ("table", "exposed", "key", "records", "change tracking", "missing fields"):
         table.add_column(column)
     for t in report.tables:
         table.add_row(
-            t.name,
+            plain(t.name),
             str(t.exposed),
-            t.key or "",
+            plain(t.key or ""),
             f"{t.records or 0:,}",
             str(t.change_tracking),
-            ", ".join(t.missing_fields),
+            plain(", ".join(t.missing_fields)),
         )
     console.print(table)
     return 0

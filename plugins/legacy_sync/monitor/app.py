@@ -304,18 +304,31 @@ def create_app() -> FastAPI:
     return app
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Characters a spreadsheet starts a formula (or DDE call) with, ASCII and full-width (Excel and
+# LibreOffice treat U+FF1D FULLWIDTH EQUALS SIGN like "="). Spreadsheets skip leading whitespace
+# before they look, so the check does too.
+_FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+_CONTROL_START = ("\t", "\r", "\n")
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading formula character gets a quote (CSV injection)."""
+    """A CSV cell a spreadsheet shows as text: a formula-like cell gets a leading quote (CSV injection).
+
+    Formula-like: its first character after any whitespace is ``=``, ``+``, ``-``, ``@`` or a
+    full-width form of one, or it starts with a tab, CR or LF. Plain numbers (``-12.5``) stay numbers.
+    """
     text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
+    stripped = text.lstrip()
+    risky = text.startswith(_CONTROL_START) or (stripped[:1] in _FORMULA_START)
+    if risky and not _is_number(text):
         return "'" + text
     return text
 
 
 def _is_number(text: str) -> bool:
+    # Only plain ASCII numbers: float() also accepts surrounding whitespace and full-width digits.
+    if text != text.strip() or not text.isascii():
+        return False
     try:
         float(text)
     except ValueError:
