@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from legacy_sync.fourd import FourDClient, FourDSettings
-from legacy_sync.fourd.auth import SessionStore
+from legacy_sync.fourd.auth import DEFAULT_SESSION_COOKIES, SessionStore
 
 DEFAULT_PAGE_SIZE = 2000
 
@@ -19,6 +19,12 @@ def _extra(extras: dict[str, Any], name: str, default: Any) -> Any:
         if extras.get(key) not in (None, ""):
             return extras[key]
     return default
+
+
+def _as_names(value: Any) -> tuple[str, ...]:
+    """A list of names from a JSON list or a comma-separated string."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def _as_bool(value: Any) -> bool:
@@ -71,6 +77,9 @@ class Legacy4DHook(BaseHook):
             session_minutes=int(_extra(extras, "session_minutes", 120)),
             connect_timeout=float(_extra(extras, "connect_timeout", 10)),
             read_timeout=float(_extra(extras, "read_timeout", 120)),
+            session_cookies=_as_names(
+                _extra(extras, "session_cookie_names", ",".join(DEFAULT_SESSION_COOKIES))
+            ),
         )
 
     def get_conn(self) -> FourDClient:

@@ -40,6 +40,12 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Connect timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 10},
                     },
+                    "session_cookie_names": {
+                        "label": "4D session cookie names",
+                        "description": "Comma-separated; * ends a prefix. Other cookies (a load "
+                        "balancer's) are sent back but never taken for the 4D session.",
+                        "schema": {"type": ["string", "null"], "default": "WASID4D,4DSID_*"},
+                    },
                     "read_timeout": {
                         "label": "Read timeout (s)",
                         "description": "How long one page may take to arrive.",

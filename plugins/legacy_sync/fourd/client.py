@@ -18,7 +18,7 @@ import httpx
 import orjson
 import tenacity
 
-from legacy_sync.fourd.auth import FourDSessionAuth, MemorySessionStore, SessionStore
+from legacy_sync.fourd.auth import DEFAULT_SESSION_COOKIES, FourDSessionAuth, MemorySessionStore, SessionStore
 from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError, error_from_response
 from legacy_sync.fourd.wire import Page, entity_key, params_json, parse_page
 
@@ -43,6 +43,8 @@ class FourDSettings:
     """How long to keep waiting for a free licence (HTTP 402) before failing the task."""
     licence_backoff_seconds: float = 5.0
     """First wait after a 402; doubles up to two minutes."""
+    session_cookies: tuple[str, ...] = DEFAULT_SESSION_COOKIES
+    """Names of 4D's session cookie (``*`` = prefix); no other cookie is taken for the session."""
 
     def __repr__(self) -> str:  # never print the password
         return f"FourDSettings(base_url={self.base_url!r}, username={self.username!r})"
@@ -126,6 +128,7 @@ class FourDClient:
             settings.password,
             settings.session_minutes,
             store or MemorySessionStore(),
+            settings.session_cookies,
         )
         self._retry = _RetryPolicy(settings)
         self._http = httpx.Client(
