@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from psycopg import sql
 
 from legacy_sync.local_postgres import LocalPostgres
@@ -36,6 +37,8 @@ for _key, _value in {
     "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+    # As in a deployment: stored secrets (the 4D session cookie) are encrypted with it.
+    "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
     "AIRFLOW_CONN_LEGACY_4D_DEFAULT": "legacy-4d://dev:dev@127.0.0.1:1/http",
     "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": "postgres://dev:dev@127.0.0.1:1/erp",
 }.items():
