@@ -30,12 +30,14 @@ class FourDServer:
 
     host: str
     port: str
-    schema: str  # http or https
+    schema: str  # https, or http (refused to a remote host unless allow_insecure_http)
     login: str
     password: str
     page_size: str = "2000"
     verify_tls: str = "true"
     session_minutes: str = "120"
+    allow_insecure_http: str = "false"
+    ca_bundle: str = ""  # PEM file of an internal CA, inside the containers
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def fourd_connection(server: FourDServer) -> str:
                 "page_size": server.page_size,
                 "verify_tls": server.verify_tls,
                 "session_minutes": server.session_minutes,
+                "allow_insecure_http": server.allow_insecure_http,
+                "ca_bundle": server.ca_bundle,
             },
         }
     )
@@ -251,12 +255,14 @@ COMPOSE_SITE = Site(
     fourd=FourDServer(
         host=compose_var("LEGACY_4D_HOST", "fourd-simulator"),
         port=compose_var("LEGACY_4D_PORT", SIMULATOR_PORT),
-        schema=compose_var("LEGACY_4D_SCHEMA", "http"),
+        schema=compose_var("LEGACY_4D_SCHEMA", "https"),
         login=compose_var("LEGACY_4D_LOGIN", "sync"),
         password=compose_var("LEGACY_4D_PASSWORD"),
         page_size=compose_var("LEGACY_4D_PAGE_SIZE", "2000"),
         verify_tls=compose_var("LEGACY_4D_VERIFY_TLS", "true"),
         session_minutes=compose_var("LEGACY_4D_SESSION_MINUTES", "120"),
+        allow_insecure_http=compose_var("LEGACY_4D_ALLOW_INSECURE_HTTP", "false"),
+        ca_bundle=compose_var("LEGACY_4D_CA_BUNDLE", ""),
     ),
     erp=ErpDatabase(
         host=compose_var("ERP_DB_HOST", "erp-db"),

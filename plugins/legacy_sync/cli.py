@@ -129,8 +129,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from legacy_sync.probe import probe
 
     if args.url:
+        from urllib.parse import urlsplit
+
+        from legacy_sync.hook import is_loopback
+
+        url = urlsplit(args.url)
+        if url.scheme == "http" and not is_loopback(url.hostname) and not args.allow_insecure_http:
+            console.print(
+                "[red]Plain http to a remote 4D server sends the password in clear.[/red] Use https "
+                "(--ca-bundle for an internal CA) or pass --allow-insecure-http."
+            )
+            return 2
         password = os.environ.get(args.password_env) if args.password_env else None
-        settings = FourDSettings(args.url, args.user, password, verify_tls=not args.insecure)
+        settings = FourDSettings(
+            args.url, args.user, password, verify_tls=not args.insecure, ca_bundle=args.ca_bundle
+        )
     else:
         settings = Legacy4DHook(args.conn_id).settings()
     with FourDClient(settings) as client:
@@ -192,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--user", help="4D user (with --url)")
     probe.add_argument("--password-env", help="name of the env variable holding the password (with --url)")
     probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    probe.add_argument("--ca-bundle", help="PEM file of the CA that signed the server's certificate")
+    probe.add_argument(
+        "--allow-insecure-http", action="store_true", help="accept plain http to a remote server"
+    )
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.set_defaults(func=cmd_probe)
 

@@ -109,3 +109,10 @@ def test_env_example_lists_every_variable_and_no_real_secret() -> None:
     assert used <= set(example), f"missing from .env.example: {sorted(used - set(example))}"
     for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_DB_PASSWORD", "ERP_DB_PASSWORD"):
         assert example[key].startswith("change-me"), f"{key} must be a placeholder, not a secret"
+
+
+def test_the_4d_connection_is_https_unless_plain_http_is_allowed_explicitly() -> None:
+    conn = json.loads(airflow_environment(COMPOSE_SITE)["AIRFLOW_CONN_LEGACY_4D_DEFAULT"])
+    assert conn["schema"] == "${LEGACY_4D_SCHEMA:-https}"
+    assert conn["extra"]["allow_insecure_http"] == "${LEGACY_4D_ALLOW_INSECURE_HTTP:-false}"
+    assert conn["extra"]["ca_bundle"] == "${LEGACY_4D_CA_BUNDLE:-}"

@@ -10,6 +10,7 @@ what outlasts these; httpx itself does not retry.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ class FourDSettings:
     """First wait after a 402; doubles up to two minutes."""
     session_cookies: tuple[str, ...] = DEFAULT_SESSION_COOKIES
     """Names of 4D's session cookie (``*`` = prefix); no other cookie is taken for the session."""
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) to trust instead of the public ones (an internal CA)."""
 
     def __repr__(self) -> str:  # never print the password
         return f"FourDSettings(base_url={self.base_url!r}, username={self.username!r})"
@@ -134,7 +137,9 @@ class FourDClient:
         self._http = httpx.Client(
             base_url=settings.base_url.rstrip("/"),
             auth=self.auth,
-            verify=settings.verify_tls,
+            verify=ssl.create_default_context(cafile=settings.ca_bundle)
+            if settings.verify_tls and settings.ca_bundle
+            else settings.verify_tls,
             transport=transport,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             headers={"Accept": "application/json"},
