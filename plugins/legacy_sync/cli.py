@@ -4,6 +4,8 @@
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
+- ``legacy-sync session [--release]``: the shared 4D session (a client licence); ``--release`` logs
+  it out of 4D and forgets it.
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
@@ -100,6 +102,58 @@ def cmd_errors(args: argparse.Namespace) -> int:
     for run_id, record_id, reasons, at in rows:
         table.add_row(plain(run_id), plain(record_id), plain(reasons), f"{at:%Y-%m-%d %H:%M}")
     console.print(table)
+    return 0
+
+
+def _erp_conninfo(args: argparse.Namespace) -> str:
+    """``--database-url``, ``ERP_DATABASE_URL``, else Airflow's ``erp_postgres_default``."""
+    url = getattr(args, "database_url", None) or os.environ.get("ERP_DATABASE_URL")
+    if url:
+        return str(url)
+    from legacy_sync.erp_db import conninfo_from_airflow
+
+    return conninfo_from_airflow()
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from legacy_sync import erp_db
+    from legacy_sync.session_store import PostgresSessionStore
+
+    conninfo = _erp_conninfo(args)
+    store = PostgresSessionStore(conninfo, args.conn_id)
+    if not args.release:
+        with erp_db.connect(conninfo) as conn:
+            row = conn.execute(
+                "select cookie_name, created_at, last_used_at from legacy_sync.fourd_session"
+                " where conn_id = %s",
+                (args.conn_id,),
+            ).fetchone()
+        if row is None:
+            console.print(plain(f"No 4D session stored for {args.conn_id}."))
+        else:
+            name, created, used = row
+            console.print(
+                plain(
+                    f"4D session of {args.conn_id}: cookie {name}, opened {created:%Y-%m-%d %H:%M:%S %Z},"
+                    f" last used {used:%Y-%m-%d %H:%M:%S %Z}. `legacy-sync session --release` frees it."
+                )
+            )
+        return 0
+    if not store.encrypted:
+        console.print(
+            "No usable Fernet key here, so no session is shared through the database: each task kept "
+            "its own in memory, and 4D frees those licences after their idle timeout."
+        )
+        return 0
+    from legacy_sync.fourd import FourDClient
+    from legacy_sync.hook import Legacy4DHook
+
+    with FourDClient(Legacy4DHook(args.conn_id).settings(), store=store) as client:
+        outcome = client.logout()
+    if outcome is None:
+        console.print(plain(f"No 4D session stored for {args.conn_id}: nothing to release."))
+    else:
+        console.print(plain(f"Released the 4D session of {args.conn_id}: {outcome}."))
     return 0
 
 
@@ -211,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.set_defaults(func=cmd_probe)
+
+    session = sub.add_parser(
+        "session", help="the shared 4D session (a client licence); --release logs it out of 4D"
+    )
+    session.add_argument(
+        "--release",
+        action="store_true",
+        help="log the session out of 4D ($directory/logout) and forget it; the next run logs in again",
+    )
+    session.add_argument("--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)")
+    session.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
+    session.set_defaults(func=cmd_session)
 
     sub.add_parser(
         "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False

@@ -112,16 +112,6 @@ class PostgresSessionStore:
             with psycopg.connect(self._conninfo, autocommit=True) as conn:
                 conn.execute("delete from legacy_sync.fourd_session where conn_id = %s", (self._conn_id,))
 
-    def forget(self) -> None:
-        """Drop the stored session whatever it is (after logging it out of 4D)."""
-        if self._memory is not None:
-            cookie = self._memory.load()
-            if cookie is not None:
-                self._memory.discard(cookie)
-            return
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            conn.execute("delete from legacy_sync.fourd_session where conn_id = %s", (self._conn_id,))
-
     @contextlib.contextmanager
     def login_lock(self) -> Iterator[None]:
         if self._memory is not None:

@@ -109,6 +109,7 @@ class FourDSessionAuth(httpx.Auth):
         session_cookies: tuple[str, ...] = DEFAULT_SESSION_COOKIES,
     ) -> None:
         self._login_url = f"{base_url.rstrip('/')}/rest/$directory/login"
+        self._logout_url = f"{base_url.rstrip('/')}/rest/$directory/logout"
         self._session_cookies = tuple(session_cookies) or DEFAULT_SESSION_COOKIES
         self._username = username or None
         self._password = password or ""
@@ -182,6 +183,36 @@ class FourDSessionAuth(httpx.Auth):
             self._cookie = cookie
             log.info("opened a 4D session (cookie %s)", cookie[0])
             return cookie
+
+    def logout(self, http: httpx.Client) -> str | None:
+        """Log the shared session out of 4D (``GET $directory/logout``) and forget it.
+
+        Frees its client licence now instead of after the idle timeout. Returns ``None`` when no
+        session is stored, else what happened. Never logs in (a 401 means 4D already ended the
+        session). The session is kept when 4D could not be reached or failed, so it can be retried.
+        """
+        with self.store.login_lock():
+            cookie = self.store.load()
+            if cookie is None:
+                return None
+            request = http.build_request("GET", self._logout_url)
+            self._apply(request, cookie)
+            response = http.send(request, auth=None)  # no auth flow: a 401 must not log in again
+            if response.status_code == 200:
+                outcome = "logged out; its 4D licence is free"
+            elif response.status_code == 401:
+                outcome = "4D had already ended it"
+            elif 400 <= response.status_code < 500:
+                outcome = (
+                    f"this 4D server does not offer $directory/logout (HTTP {response.status_code}); "
+                    "its licence frees when the session has been idle for its timeout"
+                )
+            else:
+                raise error_from_response(response, "4D logout")
+            self.store.discard(cookie)
+            self._cookie = None
+            log.info("released the 4D session (cookie %s): %s", cookie[0], outcome)
+            return outcome
 
     def _remember_implicit_session(self, response: httpx.Response, used: Cookie | None) -> None:
         # Open-access servers give a (licence-holding) guest session to the first request.

@@ -156,6 +156,10 @@ class FourDClient:
         # The session stays open on purpose: the next task or run reuses its licence.
         self._http.close()
 
+    def logout(self) -> str | None:
+        """Release the shared 4D session (its licence) now; ``None`` if none is stored."""
+        return self.auth.logout(self._http)
+
     # -- raw requests -----------------------------------------------------------------------
     def get_bytes(self, path: str, params: dict[str, str] | None = None, *, what: str | None = None) -> bytes:
         """GET ``path`` with the retry policy; return the body of a 2xx answer."""
