@@ -18,6 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 
 AIRFLOW = "airflow"
+PYTHON = "python"
 POOL = "legacy_4d"
 POOL_DESCRIPTION = "4D client licences the sync may hold at once"
 SIMULATOR_PORT = "8044"
@@ -156,12 +157,21 @@ def airflow_environment(site: Site) -> dict[str, str]:
     return env
 
 
+def check_secrets_command(profile: str) -> list[str]:
+    """Refuse placeholder or weak secrets (:mod:`legacy_sync.secret_policy`): ``compose`` checks the
+    ``.env`` values, ``airflow`` Airflow's own settings (Fernet key, JWT secret, connection passwords).
+    """
+    return [PYTHON, "-m", "legacy_sync.secret_policy", "--for", profile]
+
+
 def init_steps(site: Site) -> list[list[str]]:
     """What the init service runs once, in order, before the other services start.
 
+    First the secrets check: nothing is migrated or started with a placeholder or weak secret.
     Connections need no step: they are ``AIRFLOW_CONN_*`` settings every service gets.
     """
     return [
+        check_secrets_command("airflow"),
         [AIRFLOW, "db", "migrate"],
         [AIRFLOW, "pools", "set", POOL, site.pool_slots, POOL_DESCRIPTION],
         # Registers the DAGs now; the dag-processor would otherwise pick new files up on its next scan.

@@ -6,6 +6,8 @@
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
 - ``legacy-sync session [--release]``: the shared 4D session (a client licence); ``--release`` logs
   it out of 4D and forgets it.
+- ``legacy-sync check-secrets [--env-file .env] [--for compose|airflow]``: refuse placeholder or
+  weak secrets (see :mod:`legacy_sync.secret_policy`).
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
@@ -279,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     session.set_defaults(func=cmd_session)
 
     sub.add_parser(
+        "check-secrets",
+        help="refuse placeholder or weak secrets (options: legacy-sync check-secrets --help)",
+        add_help=False,
+    )
+    sub.add_parser(
         "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
     )
     return parser
@@ -290,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     if argv[:1] == ["simulator"]:
         return cmd_simulator(argv[1:])
+    if argv[:1] == ["check-secrets"]:
+        from legacy_sync.secret_policy import main as check_secrets
+
+        return check_secrets(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -20,9 +20,11 @@ from deploy.services import (
     COMPOSE_SITE,
     airflow_commands,
     airflow_environment,
+    check_secrets_command,
     init_steps,
     worker_command,
 )
+from legacy_sync.secret_policy import COMPOSE_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -88,7 +90,7 @@ def test_topology_has_every_service_the_issue_asks_for(document: dict[str, Any])
         "fourd-simulator",
     } <= set(services)
     for name, service in services.items():
-        if name != "airflow-init":
+        if name not in ("airflow-init", "check-secrets"):  # one-shot services
             assert "healthcheck" in service, f"{name} has no health check"
     assert services["airflow-worker"]["deploy"]["replicas"] == "${AIRFLOW_WORKER_REPLICAS:-2}"
     env = airflow_environment(COMPOSE_SITE)
@@ -116,3 +118,19 @@ def test_the_4d_connection_is_https_unless_plain_http_is_allowed_explicitly() ->
     assert conn["schema"] == "${LEGACY_4D_SCHEMA:-https}"
     assert conn["extra"]["allow_insecure_http"] == "${LEGACY_4D_ALLOW_INSECURE_HTTP:-false}"
     assert conn["extra"]["ca_bundle"] == "${LEGACY_4D_CA_BUNDLE:-}"
+
+
+def test_nothing_starts_before_the_secrets_check_succeeds(document: dict[str, Any]) -> None:
+    services = document["services"]
+    check = services["check-secrets"]
+    assert check["entrypoint"] + check["command"] == check_secrets_command("compose")
+    assert set(check["environment"]) == {s.name for s in COMPOSE_SECRETS}
+    assert all(":?" in value for value in check["environment"].values()), "required, not defaulted"
+    for name, service in services.items():
+        if name != "check-secrets":
+            condition = service.get("depends_on", {}).get("check-secrets", {}).get("condition")
+            assert condition == "service_completed_successfully", f"{name} starts without the check"
+    # ... and the Airflow init step checks Airflow's own settings before migrating anything.
+    assert init_steps(COMPOSE_SITE)[0] == check_secrets_command("airflow")
+    script = services["airflow-init"]["command"][1]
+    assert script.startswith("set -e; python -m legacy_sync.secret_policy --for airflow && airflow db")
