@@ -113,11 +113,14 @@ def compose_document() -> dict[str, Any]:
         "erp-db": {
             "image": POSTGRES_IMAGE,
             "environment": {
-                # The superuser only creates the sync's role (docker/erp-db-init); the sync never uses it.
+                # The superuser only creates the sync's and the monitor's roles (docker/erp-db-init);
+                # neither ever uses it.
                 "POSTGRES_PASSWORD": compose_var("ERP_DB_ADMIN_PASSWORD"),
                 "POSTGRES_DB": compose_var("ERP_DB_NAME", "erp"),
                 "ERP_DB_USER": compose_var("ERP_DB_USER", "legacy_sync"),
                 "ERP_DB_PASSWORD": compose_var("ERP_DB_PASSWORD"),
+                "ERP_DB_MONITOR_USER": site.erp.monitor_login,
+                "ERP_DB_MONITOR_PASSWORD": site.erp.monitor_password,
             },
             "volumes": [
                 "erp-db-data:/var/lib/postgresql/data",

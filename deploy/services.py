@@ -43,13 +43,17 @@ class FourDServer:
 
 @dataclass(frozen=True)
 class ErpDatabase:
-    """The ERP's PostgreSQL behind connection ``erp_postgres_default``."""
+    """The ERP's PostgreSQL behind connections ``erp_postgres_default`` (the sync's read-write role)
+    and ``erp_postgres_monitor`` (the sync monitor's SELECT-only role; none when ``monitor_login``
+    is empty)."""
 
     host: str
     port: str
     login: str
     password: str
     database: str
+    monitor_login: str = ""
+    monitor_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,20 @@ def erp_connection(db: ErpDatabase) -> str:
     )
 
 
+def monitor_connection(db: ErpDatabase) -> str:
+    """``AIRFLOW_CONN_ERP_POSTGRES_MONITOR``: the api-server's sync monitor reads with this role only."""
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": db.host,
+            "port": db.port,
+            "login": db.monitor_login,
+            "password": db.monitor_password,
+            "schema": db.database,
+        }
+    )
+
+
 def airflow_environment(site: Site) -> dict[str, str]:
     """The settings every Airflow service shares (api-server, scheduler, workers, ...)."""
     env = {
@@ -151,6 +169,10 @@ def airflow_environment(site: Site) -> dict[str, str]:
         "AIRFLOW_CONN_LEGACY_4D_DEFAULT": fourd_connection(site.fourd),
         "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": erp_connection(site.erp),
     }
+    if site.erp.monitor_login:
+        env["AIRFLOW_CONN_ERP_POSTGRES_MONITOR"] = monitor_connection(site.erp)
+        # The sync grants this role SELECT on sync_log / sync_error when it creates them.
+        env["LEGACY_SYNC_MONITOR_ROLE"] = site.erp.monitor_login
     if site.passwords_file:
         env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = site.passwords_file
     env.update(site.extra)
@@ -280,6 +302,8 @@ COMPOSE_SITE = Site(
         login=compose_var("ERP_DB_USER", "legacy_sync"),
         password=compose_var("ERP_DB_PASSWORD"),
         database=compose_var("ERP_DB_NAME", "erp"),
+        monitor_login=compose_var("ERP_DB_MONITOR_USER", "legacy_sync_monitor"),
+        monitor_password=compose_var("ERP_DB_MONITOR_PASSWORD"),
     ),
     admin_user=compose_var("AIRFLOW_ADMIN_USER", "admin"),
     pool_slots=compose_var("LEGACY_4D_POOL_SLOTS", "3"),

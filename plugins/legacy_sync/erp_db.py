@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from importlib import resources
 from typing import Any
 
@@ -10,10 +12,17 @@ from psycopg import sql
 
 from legacy_sync.registry import TABLES, LegacyTable
 
+log = logging.getLogger(__name__)
+
 ERP_CONN_ID = "erp_postgres_default"
+MONITOR_CONN_ID = "erp_postgres_monitor"
+"""The sync monitor's own connection: a SELECT-only role on ``legacy_sync.sync_log`` / ``sync_error``."""
+MONITOR_ROLE_ENV = "LEGACY_SYNC_MONITOR_ROLE"
+DEFAULT_MONITOR_ROLE = "legacy_sync_monitor"
+MONITOR_TABLES = ("sync_log", "sync_error")
 
 
-def conninfo_from_airflow(conn_id: str = ERP_CONN_ID) -> str:
+def conninfo_from_airflow(conn_id: str = ERP_CONN_ID, application_name: str = "legacy-erp-sync") -> str:
     """A libpq conninfo built from the Airflow connection (the only copy of the secret)."""
     from airflow.sdk import BaseHook
 
@@ -24,7 +33,7 @@ def conninfo_from_airflow(conn_id: str = ERP_CONN_ID) -> str:
         user=conn.login or None,
         password=conn.password or None,
         dbname=conn.schema or "postgres",
-        application_name="legacy-erp-sync",
+        application_name=application_name,
     )
 
 
@@ -64,3 +73,32 @@ def apply_schema(conn: psycopg.Connection[Any]) -> None:
         conn.execute(ddl)  # type: ignore[arg-type]  # our own trusted file
         for table in TABLES:
             conn.execute(raw_table_ddl(table))
+        grant_monitor_access(conn, os.environ.get(MONITOR_ROLE_ENV) or DEFAULT_MONITOR_ROLE)
+
+
+def grant_monitor_access(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Let the monitor's role read ``sync_log`` and ``sync_error`` (nothing else), if the role exists.
+
+    The role is created before the tables are (docker/erp-db-init, or by an administrator), so the
+    sync, which owns the tables, grants on every run what is missing. Returns whether it exists.
+    """
+    if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone() is None:
+        return False
+    if conn.execute("select to_regclass('legacy_sync.sync_error') is null").fetchone() == (True,):
+        return True  # no sync has run yet: the first run's apply_schema grants
+    needs_usage = conn.execute(
+        "select not has_schema_privilege(%s, 'legacy_sync', 'USAGE')", (role,)
+    ).fetchone()
+    if needs_usage and needs_usage[0]:
+        conn.execute(sql.SQL("grant usage on schema legacy_sync to {}").format(sql.Identifier(role)))
+    for table in MONITOR_TABLES:
+        name = f"legacy_sync.{table}"
+        granted = conn.execute("select has_table_privilege(%s, %s, 'SELECT')", (role, name)).fetchone()
+        if not (granted and granted[0]):
+            conn.execute(
+                sql.SQL("grant select on {} to {}").format(
+                    sql.Identifier("legacy_sync", table), sql.Identifier(role)
+                )
+            )
+            log.info("granted SELECT on %s to the monitor's role %s", name, role)
+    return True

@@ -60,6 +60,7 @@ COMPOSE_SECRETS = (
     Secret("AIRFLOW_DB_PASSWORD", "password"),
     Secret("LEGACY_4D_PASSWORD", "password"),
     Secret("ERP_DB_PASSWORD", "password"),
+    Secret("ERP_DB_MONITOR_PASSWORD", "password"),
     Secret("ERP_DB_ADMIN_PASSWORD", "password"),
 )
 # Airflow's own settings, as every Airflow component reads them.

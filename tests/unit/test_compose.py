@@ -134,3 +134,17 @@ def test_nothing_starts_before_the_secrets_check_succeeds(document: dict[str, An
     assert init_steps(COMPOSE_SITE)[0] == check_secrets_command("airflow")
     script = services["airflow-init"]["command"][1]
     assert script.startswith("set -e; python -m legacy_sync.secret_policy --for airflow && airflow db")
+
+
+def test_the_monitor_reads_with_its_own_select_only_role(document: dict[str, Any]) -> None:
+    env = airflow_environment(COMPOSE_SITE)
+    monitor = json.loads(env["AIRFLOW_CONN_ERP_POSTGRES_MONITOR"])
+    sync = json.loads(env["AIRFLOW_CONN_ERP_POSTGRES_DEFAULT"])
+    assert monitor["login"] == "${ERP_DB_MONITOR_USER:-legacy_sync_monitor}" != sync["login"]
+    assert monitor["password"].startswith("${ERP_DB_MONITOR_PASSWORD:?")
+    assert (monitor["host"], monitor["schema"]) == (sync["host"], sync["schema"])
+    assert env["LEGACY_SYNC_MONITOR_ROLE"] == monitor["login"]  # the sync grants this role its reads
+    erp_db = document["services"]["erp-db"]["environment"]
+    assert erp_db["ERP_DB_MONITOR_USER"] == monitor["login"]
+    assert erp_db["ERP_DB_MONITOR_PASSWORD"] == monitor["password"]
+    assert (ROOT / "docker" / "erp-db-init" / "20-legacy-sync-monitor-role.sh").exists()
