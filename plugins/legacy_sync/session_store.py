@@ -56,7 +56,8 @@ class PostgresSessionStore:
     def __init__(self, conninfo: str, conn_id: str) -> None:
         self._conninfo = conninfo
         self._conn_id = conn_id
-        self._fernet, reason = _fernet()
+        fernet, reason = _fernet()
+        self._fernet: Any = fernet
         self._memory: MemorySessionStore | None = None
         if self._fernet is None:
             _warn_once(reason)

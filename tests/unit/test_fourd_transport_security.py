@@ -100,3 +100,10 @@ def test_a_ca_bundle_lets_the_client_trust_an_internal_ca(
         untrusting = type(plain)(**{**plain.__dict__, "ca_bundle": None, "max_attempts": 1})
         with FourDClient(untrusting) as client, pytest.raises(httpx.ConnectError, match="CERTIFICATE"):
             client.catalog()
+
+
+def test_probe_refuses_plain_http_to_a_remote_server(capsys: Any) -> None:
+    from legacy_sync import cli
+
+    assert cli.main(["probe", "--url", "http://erp4d.example.internal:8044", "--user", USER]) == 2
+    assert "--allow-insecure-http" in capsys.readouterr().out

@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 URL_PREFIX = "/legacy-sync"
 SYNC_DAG_IDS = ("legacy_erp_sync", "legacy_erp_full_sync")
 # Whoever may read the runs of both sync DAGs may read what those runs did (counts, keys, reasons).
-READ_METHOD = "GET"
+READ_METHOD: Final = "GET"
 # Raw 4D records hold customer data: only for those who may change the sync DAGs' runs.
-RAW_RECORDS_METHOD = "PUT"
+RAW_RECORDS_METHOD: Final = "PUT"
 CHART_RUNS = 20
 UNAVAILABLE = (
     "The monitor cannot read the ERP database right now. The Airflow api-server's log says why; "
@@ -191,13 +191,13 @@ def _dag_id_of_run(run_id: str) -> str | None:
 
 
 # -- security --------------------------------------------------------------------------------------
-def _require_on_sync_dags(method: str) -> list[Any]:
+def _require_on_sync_dags(method: Literal["GET", "PUT"]) -> list[Any]:
     """Airflow's dependencies: a signed-in user allowed ``method`` on the runs of every sync DAG."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
     return [
-        Depends(requires_access_dag(method, DagAccessEntity.RUN, param_dag_id=dag_id))  # type: ignore[arg-type]
+        Depends(requires_access_dag(method, DagAccessEntity.RUN, param_dag_id=dag_id))
         for dag_id in SYNC_DAG_IDS
     ]
 

@@ -200,7 +200,8 @@ def log_errors(
 ) -> Page:
     """The rejected records of one log, by record id (numeric ids in numeric order)."""
     page, per_page = min(max(1, page), MAX_PAGE), min(max(1, per_page), MAX_PER_PAGE)
-    where, params = "e.sync_log_id = %s", [log_id]
+    where = "e.sync_log_id = %s"
+    params: list[Any] = [log_id]
     if search:
         where += " and (e.record_id ilike %s or e.error_message ilike %s)"
         params += [_like(search)] * 2
@@ -224,7 +225,8 @@ def errors_batch(
     ``after`` is ``(length(record_id), record_id, id)`` of the last row of the previous batch. Each
     batch is one short query, so a slow download never keeps a transaction (or a snapshot) open.
     """
-    where, params = "e.sync_log_id = %s", [log_id]
+    where = "e.sync_log_id = %s"
+    params: list[Any] = [log_id]
     if after is not None:
         where += " and (length(e.record_id), e.record_id, e.id) > (%s, %s, %s)"
         params += list(after)
