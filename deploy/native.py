@@ -28,6 +28,7 @@ import httpx
 from deploy.processes import stop_process_trees
 from deploy.services import (
     AIRFLOW,
+    PYTHON,
     ErpDatabase,
     FourDServer,
     Site,
@@ -39,6 +40,10 @@ from deploy.services import (
 
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def _step_name(step: list[str]) -> str:
+    return "check-secrets" if "legacy_sync.secret_policy" in step else step[1]
 
 
 class DeploymentError(RuntimeError):
@@ -149,12 +154,16 @@ class NativeDeployment:
 
     def start(self, timeout: float = 150) -> None:
         deadline = time.monotonic() + timeout
-        migrate, *rest = init_steps(self.site)
-        self._run_to_end("init-" + migrate[1], migrate, deadline)
+        steps = init_steps(self.site)
+        # Up to `db migrate` in order (the secrets check first); the rest while the services boot.
+        first = next(i for i, step in enumerate(steps) if step[1:3] == ["db", "migrate"]) + 1
+        for step in steps[:first]:
+            self._run_to_end(f"init-{_step_name(step)}", step, deadline)
+        rest = steps[first:]
         for name, (argv, env) in self.services().items():
             self._spawn(name, argv, env)
         # The other init steps are plain CLI calls (5-7 s each): run them while the services boot.
-        setup = [self._spawn(f"init-{step[1]}", step) for step in rest]
+        setup = [self._spawn(f"init-{_step_name(step)}", step) for step in rest]
         for proc in setup:
             if proc.wait(max(1.0, deadline - time.monotonic())) != 0:
                 raise DeploymentError(f"{proc.args} failed\n{self.log_tails()}")
@@ -170,7 +179,8 @@ class NativeDeployment:
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        command = [AIRFLOW_BIN if argv[0] == AIRFLOW else argv[0], *argv[1:]]
+        # `airflow` and `python` of this virtualenv, like the image's PATH in compose.
+        command = [{AIRFLOW: AIRFLOW_BIN, PYTHON: sys.executable}.get(argv[0], argv[0]), *argv[1:]]
         with (self.log_dir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 command,

@@ -18,6 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 
 AIRFLOW = "airflow"
+PYTHON = "python"
 POOL = "legacy_4d"
 POOL_DESCRIPTION = "4D client licences the sync may hold at once"
 SIMULATOR_PORT = "8044"
@@ -30,23 +31,29 @@ class FourDServer:
 
     host: str
     port: str
-    schema: str  # http or https
+    schema: str  # https, or http (refused to a remote host unless allow_insecure_http)
     login: str
     password: str
     page_size: str = "2000"
     verify_tls: str = "true"
     session_minutes: str = "120"
+    allow_insecure_http: str = "false"
+    ca_bundle: str = ""  # PEM file of an internal CA, inside the containers
 
 
 @dataclass(frozen=True)
 class ErpDatabase:
-    """The ERP's PostgreSQL behind connection ``erp_postgres_default``."""
+    """The ERP's PostgreSQL behind connections ``erp_postgres_default`` (the sync's read-write role)
+    and ``erp_postgres_monitor`` (the sync monitor's SELECT-only role; none when ``monitor_login``
+    is empty)."""
 
     host: str
     port: str
     login: str
     password: str
     database: str
+    monitor_login: str = ""
+    monitor_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ def fourd_connection(server: FourDServer) -> str:
                 "page_size": server.page_size,
                 "verify_tls": server.verify_tls,
                 "session_minutes": server.session_minutes,
+                "allow_insecure_http": server.allow_insecure_http,
+                "ca_bundle": server.ca_bundle,
             },
         }
     )
@@ -111,6 +120,20 @@ def erp_connection(db: ErpDatabase) -> str:
             "port": db.port,
             "login": db.login,
             "password": db.password,
+            "schema": db.database,
+        }
+    )
+
+
+def monitor_connection(db: ErpDatabase) -> str:
+    """``AIRFLOW_CONN_ERP_POSTGRES_MONITOR``: the api-server's sync monitor reads with this role only."""
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": db.host,
+            "port": db.port,
+            "login": db.monitor_login,
+            "password": db.monitor_password,
             "schema": db.database,
         }
     )
@@ -146,18 +169,31 @@ def airflow_environment(site: Site) -> dict[str, str]:
         "AIRFLOW_CONN_LEGACY_4D_DEFAULT": fourd_connection(site.fourd),
         "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": erp_connection(site.erp),
     }
+    if site.erp.monitor_login:
+        env["AIRFLOW_CONN_ERP_POSTGRES_MONITOR"] = monitor_connection(site.erp)
+        # The sync grants this role SELECT on sync_log / sync_error when it creates them.
+        env["LEGACY_SYNC_MONITOR_ROLE"] = site.erp.monitor_login
     if site.passwords_file:
         env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = site.passwords_file
     env.update(site.extra)
     return env
 
 
+def check_secrets_command(profile: str) -> list[str]:
+    """Refuse placeholder or weak secrets (:mod:`legacy_sync.secret_policy`): ``compose`` checks the
+    ``.env`` values, ``airflow`` Airflow's own settings (Fernet key, JWT secret, connection passwords).
+    """
+    return [PYTHON, "-m", "legacy_sync.secret_policy", "--for", profile]
+
+
 def init_steps(site: Site) -> list[list[str]]:
     """What the init service runs once, in order, before the other services start.
 
+    First the secrets check: nothing is migrated or started with a placeholder or weak secret.
     Connections need no step: they are ``AIRFLOW_CONN_*`` settings every service gets.
     """
     return [
+        check_secrets_command("airflow"),
         [AIRFLOW, "db", "migrate"],
         [AIRFLOW, "pools", "set", POOL, site.pool_slots, POOL_DESCRIPTION],
         # Registers the DAGs now; the dag-processor would otherwise pick new files up on its next scan.
@@ -251,12 +287,14 @@ COMPOSE_SITE = Site(
     fourd=FourDServer(
         host=compose_var("LEGACY_4D_HOST", "fourd-simulator"),
         port=compose_var("LEGACY_4D_PORT", SIMULATOR_PORT),
-        schema=compose_var("LEGACY_4D_SCHEMA", "http"),
+        schema=compose_var("LEGACY_4D_SCHEMA", "https"),
         login=compose_var("LEGACY_4D_LOGIN", "sync"),
         password=compose_var("LEGACY_4D_PASSWORD"),
         page_size=compose_var("LEGACY_4D_PAGE_SIZE", "2000"),
         verify_tls=compose_var("LEGACY_4D_VERIFY_TLS", "true"),
         session_minutes=compose_var("LEGACY_4D_SESSION_MINUTES", "120"),
+        allow_insecure_http=compose_var("LEGACY_4D_ALLOW_INSECURE_HTTP", "false"),
+        ca_bundle=compose_var("LEGACY_4D_CA_BUNDLE", ""),
     ),
     erp=ErpDatabase(
         host=compose_var("ERP_DB_HOST", "erp-db"),
@@ -264,6 +302,8 @@ COMPOSE_SITE = Site(
         login=compose_var("ERP_DB_USER", "legacy_sync"),
         password=compose_var("ERP_DB_PASSWORD"),
         database=compose_var("ERP_DB_NAME", "erp"),
+        monitor_login=compose_var("ERP_DB_MONITOR_USER", "legacy_sync_monitor"),
+        monitor_password=compose_var("ERP_DB_MONITOR_PASSWORD"),
     ),
     admin_user=compose_var("AIRFLOW_ADMIN_USER", "admin"),
     pool_slots=compose_var("LEGACY_4D_POOL_SLOTS", "3"),

@@ -18,9 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from psycopg import sql
 
 from legacy_sync.local_postgres import LocalPostgres
+
+# Under CI a skipped test fails (tests/ci_no_skip.py); pytester lets a test check that in a sub-session.
+pytest_plugins = ["tests.ci_no_skip", "pytester"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "adventureworks"
@@ -33,6 +37,8 @@ for _key, _value in {
     "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+    # As in a deployment: stored secrets (the 4D session cookie) are encrypted with it.
+    "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
     "AIRFLOW_CONN_LEGACY_4D_DEFAULT": "legacy-4d://dev:dev@127.0.0.1:1/http",
     "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": "postgres://dev:dev@127.0.0.1:1/erp",
 }.items():
@@ -92,5 +98,8 @@ def erp_db_url(pg_server: PgServer) -> Iterator[str]:
 def shared_dataset() -> Path:
     """The real AdventureWorks set, when this checkout sits beside ``shared/``."""
     if not (SHARED_DATASET / "Products.csv").exists():
-        pytest.skip("the AdventureWorks dataset is not beside this checkout")
+        pytest.skip(
+            f"the AdventureWorks data set is not at {SHARED_DATASET}: it sits beside the checkout on dev and"
+            " CI machines (../shared/datasets/adventureworks); without it the test has nothing to read"
+        )
     return SHARED_DATASET

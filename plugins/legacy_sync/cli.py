@@ -4,7 +4,10 @@
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
-- ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
+- ``legacy-sync session [--release]``: the shared 4D session (a client licence); ``--release`` logs
+  it out of 4D and forgets it.
+- ``legacy-sync check-secrets [--env-file .env] [--for compose|airflow]``: refuse placeholder or
+  weak secrets (see :mod:`legacy_sync.secret_policy`).
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
@@ -17,9 +20,16 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def plain(value: object) -> Text:
+    """Text from the database or a 4D server, shown as is: ``[red]`` or ``[/x]`` in it is not markup."""
+    return Text("" if value is None else str(value))
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -41,7 +51,7 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
             return True
         summary = ledger.run_summary(conn, run_id)
         rejects = ledger.first_errors(conn, run_id, errors)
-    table = Table(title=f"Sync run {run_id}")
+    table = Table(title=plain(f"Sync run {run_id}"))
     columns = (
         "processed",
         "created",
@@ -57,8 +67,8 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
     for row in summary:
         table.add_row(
-            row.table,
-            f"[{colours.get(row.status, 'white')}]{row.status}[/]",
+            plain(row.table),
+            Text(str(row.status), style=colours.get(row.status, "white")),
             f"{row.processed:,}",
             f"{row.created:,}",
             f"{row.updated:,}",
@@ -71,11 +81,11 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     console.print(table)
     for row in summary:
         if row.error_message:
-            console.print(f"[red]{row.table} failed:[/red] {row.error_message}")
+            console.print(f"[red]{escape(row.table)} failed:[/red] {escape(row.error_message)}")
     if rejects:
         console.print(f"First {len(rejects)} rejected records:")
         for table_name, record_id, reasons in rejects:
-            console.print(f"  {table_name} {record_id}: {reasons}")
+            console.print(plain(f"  {table_name} {record_id}: {reasons}"))
     return not any(row.status == "FAILED" for row in summary)
 
 
@@ -88,12 +98,64 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
     with erp_db.connect(_database_url(args)) as conn:
         rows = ledger.table_errors(conn, args.table, args.limit)
-    table = Table(title=f"Rejected {args.table} records (newest first)")
+    table = Table(title=plain(f"Rejected {args.table} records (newest first)"))
     for column in ("run", "record", "reasons", "at"):
         table.add_column(column)
     for run_id, record_id, reasons, at in rows:
-        table.add_row(run_id, record_id, reasons, at[:16])
+        table.add_row(plain(run_id), plain(record_id), plain(reasons), at[:16])
     console.print(table)
+    return 0
+
+
+def _erp_conninfo(args: argparse.Namespace) -> str:
+    """``--database-url``, ``ERP_DATABASE_URL``, else Airflow's ``erp_postgres_default``."""
+    url = getattr(args, "database_url", None) or os.environ.get("ERP_DATABASE_URL")
+    if url:
+        return str(url)
+    from legacy_sync.erp_db import conninfo_from_airflow
+
+    return conninfo_from_airflow()
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from legacy_sync import erp_db
+    from legacy_sync.session_store import PostgresSessionStore
+
+    conninfo = _erp_conninfo(args)
+    store = PostgresSessionStore(conninfo, args.conn_id)
+    if not args.release:
+        with erp_db.connect(conninfo) as conn:
+            row = conn.execute(
+                "select cookie_name, created_at, last_used_at from legacy_sync.fourd_session"
+                " where conn_id = %s",
+                (args.conn_id,),
+            ).fetchone()
+        if row is None:
+            console.print(plain(f"No 4D session stored for {args.conn_id}."))
+        else:
+            name, created, used = row
+            console.print(
+                plain(
+                    f"4D session of {args.conn_id}: cookie {name}, opened {created:%Y-%m-%d %H:%M:%S %Z},"
+                    f" last used {used:%Y-%m-%d %H:%M:%S %Z}. `legacy-sync session --release` frees it."
+                )
+            )
+        return 0
+    if not store.encrypted:
+        console.print(
+            "No usable Fernet key here, so no session is shared through the database: each task kept "
+            "its own in memory, and 4D frees those licences after their idle timeout."
+        )
+        return 0
+    from legacy_sync.fourd import FourDClient
+    from legacy_sync.hook import Legacy4DHook
+
+    with FourDClient(Legacy4DHook(args.conn_id).settings(), store=store) as client:
+        outcome = client.logout()
+    if outcome is None:
+        console.print(plain(f"No 4D session stored for {args.conn_id}: nothing to release."))
+    else:
+        console.print(plain(f"Released the 4D session of {args.conn_id}: {outcome}."))
     return 0
 
 
@@ -123,8 +185,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from legacy_sync.probe import probe
 
     if args.url:
+        from urllib.parse import urlsplit
+
+        from legacy_sync.hook import is_loopback
+
+        url = urlsplit(args.url)
+        if url.scheme == "http" and not is_loopback(url.hostname) and not args.allow_insecure_http:
+            console.print(
+                "[red]Plain http to a remote 4D server sends the password in clear.[/red] Use https "
+                "(--ca-bundle for an internal CA) or pass --allow-insecure-http."
+            )
+            return 2
         password = os.environ.get(args.password_env) if args.password_env else None
-        settings = FourDSettings(args.url, args.user, password, verify_tls=not args.insecure)
+        settings = FourDSettings(
+            args.url, args.user, password, verify_tls=not args.insecure, ca_bundle=args.ca_bundle
+        )
     else:
         settings = Legacy4DHook(args.conn_id).settings()
     with FourDClient(settings) as client:
@@ -132,24 +207,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.json:
         console.print_json(orjson.dumps(report.as_dict()).decode())
         return 0
-    console.print(f"4D version: {report.version}   session cookie: {report.cookie_name}")
+    # Everything below comes from the 4D server: printed as text, never as markup.
+    console.print(plain(f"4D version: {report.version}   session cookie: {report.cookie_name}"))
     console.print(
-        f"__DeletedRecords exposed: {report.deleted_records_exposed}   time unit: {report.time_unit}"
+        plain(f"__DeletedRecords exposed: {report.deleted_records_exposed}   time unit: {report.time_unit}")
     )
     for label, verdict in report.date_filter.items():
-        console.print(f"date filter as {label}: {verdict}")
-    console.print(f"largest page: {report.largest_page}")
+        console.print(plain(f"date filter as {label}: {verdict}"))
+    console.print(plain(f"largest page: {report.largest_page}"))
     table = Table(title="Registry tables on this server")
     for column in ("table", "exposed", "key", "records", "change tracking", "missing fields"):
         table.add_column(column)
     for t in report.tables:
         table.add_row(
-            t.name,
+            plain(t.name),
             str(t.exposed),
-            t.key or "",
+            plain(t.key or ""),
             f"{t.records or 0:,}",
             str(t.change_tracking),
-            ", ".join(t.missing_fields),
+            plain(", ".join(t.missing_fields)),
         )
     console.print(table)
     return 0
@@ -185,9 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--user", help="4D user (with --url)")
     probe.add_argument("--password-env", help="name of the env variable holding the password (with --url)")
     probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    probe.add_argument("--ca-bundle", help="PEM file of the CA that signed the server's certificate")
+    probe.add_argument(
+        "--allow-insecure-http", action="store_true", help="accept plain http to a remote server"
+    )
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
     probe.set_defaults(func=cmd_probe)
 
+    session = sub.add_parser(
+        "session", help="the shared 4D session (a client licence); --release logs it out of 4D"
+    )
+    session.add_argument(
+        "--release",
+        action="store_true",
+        help="log the session out of 4D ($directory/logout) and forget it; the next run logs in again",
+    )
+    session.add_argument("--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)")
+    session.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
+    session.set_defaults(func=cmd_session)
+
+    sub.add_parser(
+        "check-secrets",
+        help="refuse placeholder or weak secrets (options: legacy-sync check-secrets --help)",
+        add_help=False,
+    )
     sub.add_parser(
         "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
     )
@@ -200,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     if argv[:1] == ["simulator"]:
         return cmd_simulator(argv[1:])
+    if argv[:1] == ["check-secrets"]:
+        from legacy_sync.secret_policy import main as check_secrets
+
+        return check_secrets(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

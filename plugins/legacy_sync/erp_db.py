@@ -1,4 +1,4 @@
-"""The ERP database: connection settings from Airflow, for the sync and for dbt."""
+"""The ERP database: connection settings from Airflow, for the sync, dbt and the monitor."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from typing import Any
 import psycopg
 
 ERP_CONN_ID = "erp_postgres_default"
+MONITOR_CONN_ID = "erp_postgres_monitor"
+"""The sync monitor's own connection: a SELECT-only role on the ledger tables it shows."""
+MONITOR_ROLE_ENV = "LEGACY_SYNC_MONITOR_ROLE"
+DEFAULT_MONITOR_ROLE = "legacy_sync_monitor"
+MONITOR_TABLES = ("sync_log", "sync_error", "sync_warning", "held_delete")
 
 
-def conninfo_from_airflow(conn_id: str = ERP_CONN_ID) -> str:
+def conninfo_from_airflow(conn_id: str = ERP_CONN_ID, application_name: str = "legacy-erp-sync") -> str:
     """A libpq conninfo built from the Airflow connection (the only copy of the secret)."""
     from airflow.sdk import BaseHook
 
@@ -20,7 +25,7 @@ def conninfo_from_airflow(conn_id: str = ERP_CONN_ID) -> str:
         user=conn.login or None,
         password=conn.password or None,
         dbname=conn.schema or "postgres",
-        application_name="legacy-erp-sync",
+        application_name=application_name,
     )
 
 

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from legacy_sync import erp_db
 from legacy_sync.registry import TABLES, LegacyTable, Strategy, get_table
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,35 @@ def apply_schema(conn: Conn) -> None:
         conn.execute(ddl)  # type: ignore[arg-type]  # our own trusted file
         for table in TABLES:
             conn.execute(raw_table_ddl(table))
+        grant_monitor_access(conn, os.environ.get(erp_db.MONITOR_ROLE_ENV) or erp_db.DEFAULT_MONITOR_ROLE)
+
+
+def grant_monitor_access(conn: Conn, role: str) -> bool:
+    """Let the monitor's role read the ledger tables it shows (nothing else), if the role exists.
+
+    The role is created before the tables are (docker/erp-db-init, or by an administrator), so the
+    sync, which owns the tables, grants on every run what is missing. Returns whether it exists.
+    """
+    if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone() is None:
+        return False
+    if conn.execute("select to_regclass('legacy_sync.sync_error') is null").fetchone() == (True,):
+        return True  # no sync has run yet: the first run's apply_schema grants
+    needs_usage = conn.execute(
+        "select not has_schema_privilege(%s, 'legacy_sync', 'USAGE')", (role,)
+    ).fetchone()
+    if needs_usage and needs_usage[0]:
+        conn.execute(sql.SQL("grant usage on schema legacy_sync to {}").format(sql.Identifier(role)))
+    for table in erp_db.MONITOR_TABLES:
+        name = f"legacy_sync.{table}"
+        granted = conn.execute("select has_table_privilege(%s, %s, 'SELECT')", (role, name)).fetchone()
+        if not (granted and granted[0]):
+            conn.execute(
+                sql.SQL("grant select on {} to {}").format(
+                    sql.Identifier("legacy_sync", table), sql.Identifier(role)
+                )
+            )
+            log.info("granted SELECT on %s to the monitor's role %s", name, role)
+    return True
 
 
 def begin_run(conn: Conn, run_id: str, mode: Mode, tables: Iterable[str], dag_id: str | None) -> None:

@@ -31,6 +31,18 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Verify TLS certificate",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
+                    "ca_bundle": {
+                        "label": "CA bundle (PEM file)",
+                        "description": "Path of the CA certificate(s) that signed 4D's certificate "
+                        "(an internal CA); they replace the public CAs for this connection.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "allow_insecure_http": {
+                        "label": "Allow plain http to a remote host",
+                        "description": "Sends the 4D password and session cookie in clear; "
+                        "a warning is logged on every run. Prefer https.",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
                     "session_minutes": {
                         "label": "Session length (minutes)",
                         "description": "Idle timeout asked of 4D (minimum 60); the session is reused.",
@@ -39,6 +51,12 @@ def get_provider_info() -> dict[str, Any]:
                     "connect_timeout": {
                         "label": "Connect timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 10},
+                    },
+                    "session_cookie_names": {
+                        "label": "4D session cookie names",
+                        "description": "Comma-separated; * ends a prefix. Other cookies (a load "
+                        "balancer's) are sent back but never taken for the 4D session.",
+                        "schema": {"type": ["string", "null"], "default": "WASID4D,4DSID_*"},
                     },
                     "read_timeout": {
                         "label": "Read timeout (s)",
@@ -49,7 +67,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["extra"],
                     "relabeling": {
-                        "schema": "Scheme (http or https)",
+                        "schema": "Scheme (https, or http)",
                         "login": "4D user",
                         "password": "4D password",
                     },

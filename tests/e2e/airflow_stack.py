@@ -32,9 +32,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
+import orjson
+import psycopg
+from psycopg import sql
 
 from deploy.processes import stop_process_trees
 from legacy_sync.local_postgres import free_port
@@ -45,6 +48,7 @@ AIRFLOW_BIN = str(Path(sys.executable).parent / "airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 TERMINAL_STATES = {"success", "failed", "upstream_failed", "skipped"}
+MONITOR_ROLE_ENV = "LEGACY_SYNC_MONITOR_ROLE"
 
 
 class StackError(RuntimeError):
@@ -79,6 +83,8 @@ class AirflowStack:
         erp_url: libpq URL of the ERP database (``erp_postgres_default``).
         fourd: the 4D server (``legacy_4d_default``).
         extra_env: more environment for every component (e.g. ``LEGACY_SYNC_SCHEDULE``).
+        monitor_url: libpq URL of the ERP database as the monitor's SELECT-only role
+            (``erp_postgres_monitor``); :func:`running_stack` creates one.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class AirflowStack:
         erp_url: str,
         fourd: FourD,
         extra_env: dict[str, str] | None = None,
+        monitor_url: str | None = None,
     ) -> None:
         self.home = Path(home)
         self.log_dir = self.home / "logs"
@@ -95,9 +102,11 @@ class AirflowStack:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.erp_url = erp_url
+        self.monitor_url = monitor_url
+        self.monitor_role: str | None = None
         self.env = self._environment(metadata_url, erp_url, fourd, extra_env or {})
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
         self._http = httpx.Client(base_url=self.base_url, timeout=30)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -140,6 +149,18 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             }
         )
+        if self.monitor_url:
+            monitor = urlsplit(self.monitor_url)
+            env["AIRFLOW_CONN_ERP_POSTGRES_MONITOR"] = orjson.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": monitor.hostname,
+                    "port": monitor.port or 5432,
+                    "login": unquote(monitor.username or ""),
+                    "password": unquote(monitor.password or ""),
+                    "schema": monitor.path.lstrip("/"),
+                }
+            ).decode()
         env.update(extra)
         return env
 
@@ -244,20 +265,24 @@ class AirflowStack:
     @property
     def admin_password(self) -> str:
         """The admin password the simple auth manager generated."""
+        return self.password(ADMIN_USER)
+
+    def password(self, user: str) -> str:
+        """The password the simple auth manager generated for ``user``."""
         passwords = json.loads(
             Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text()
         )
-        return str(passwords[ADMIN_USER])
+        return str(passwords[user])
 
-    def token(self) -> str:
-        """A JWT for the admin user from ``POST /auth/token`` (cached)."""
-        if self._token is None:
+    def token(self, user: str = ADMIN_USER) -> str:
+        """A JWT for ``user`` from ``POST /auth/token`` (cached)."""
+        if user not in self._tokens:
             response = self._http.post(
-                "/auth/token", json={"username": ADMIN_USER, "password": self.admin_password}
+                "/auth/token", json={"username": user, "password": self.password(user)}
             )
             response.raise_for_status()
-            self._token = str(response.json()["access_token"])
-        return self._token
+            self._tokens[user] = str(response.json()["access_token"])
+        return self._tokens[user]
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated request to the api-server (the response is returned as is)."""
@@ -322,13 +347,65 @@ class AirflowStack:
 
 
 @contextlib.contextmanager
+def monitor_role(pg_server: Any, erp_url: str) -> Iterator[tuple[str, str]]:
+    """A SELECT-only role for the monitor, as docker/erp-db-init creates it: ``(role, its URL)``.
+
+    Roles belong to the whole PostgreSQL cluster: a unique name, dropped afterwards. SELECT on the
+    sync log comes from the sync (``LEGACY_SYNC_MONITOR_ROLE``), or from here when the tables
+    already exist (seeded by a test).
+    """
+    role, password = f"lsm_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    dbname = urlsplit(erp_url).path.lstrip("/")
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("create role {} login password {} nosuperuser nocreatedb nocreaterole noinherit").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("grant connect on database {} to {}").format(sql.Identifier(dbname), sql.Identifier(role))
+        )
+    with psycopg.connect(erp_url, autocommit=True) as conn:
+        # What docs/deployment.md tells an administrator to run once the tables exist.
+        if conn.execute("select to_regclass('legacy_sync.sync_error') is not null").fetchone() == (True,):
+            conn.execute(sql.SQL("grant usage on schema legacy_sync to {}").format(sql.Identifier(role)))
+            conn.execute(
+                sql.SQL("grant select on legacy_sync.sync_log, legacy_sync.sync_error to {}").format(
+                    sql.Identifier(role)
+                )
+            )
+    parts = urlsplit(erp_url)
+    url = urlunsplit(parts._replace(netloc=f"{role}:{quote(password)}@{parts.hostname}:{parts.port}"))
+    try:
+        yield role, url
+    finally:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(erp_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(pg_server.admin_url, autocommit=True) as conn,
+        ):
+            conn.execute(
+                sql.SQL("revoke all on database {} from {}").format(
+                    sql.Identifier(dbname), sql.Identifier(role)
+                )
+            )
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+@contextlib.contextmanager
 def running_stack(
     pg_server: Any, home: Path, fourd: FourD, erp_url: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[AirflowStack]:
-    """An :class:`AirflowStack` with a metadata database of its own on ``pg_server`` (dropped after)."""
+    """An :class:`AirflowStack` with a metadata database of its own on ``pg_server`` (dropped after)
+    and a monitor role of its own on the ERP database (``stack.monitor_role``)."""
     metadata_url = pg_server.create_database("airflow")
     try:
-        with AirflowStack(home, metadata_url, erp_url, fourd, extra_env) as stack:
-            yield stack
+        with monitor_role(pg_server, erp_url) as (role, monitor_url):
+            # The sync grants this role SELECT on the sync log when its first task creates it.
+            env = {MONITOR_ROLE_ENV: role, **(extra_env or {})}
+            with AirflowStack(home, metadata_url, erp_url, fourd, env, monitor_url) as stack:
+                stack.monitor_role = role
+                yield stack
     finally:
         pg_server.drop_database(metadata_url)

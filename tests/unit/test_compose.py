@@ -20,9 +20,11 @@ from deploy.services import (
     COMPOSE_SITE,
     airflow_commands,
     airflow_environment,
+    check_secrets_command,
     init_steps,
     worker_command,
 )
+from legacy_sync.secret_policy import COMPOSE_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -88,7 +90,7 @@ def test_topology_has_every_service_the_issue_asks_for(document: dict[str, Any])
         "fourd-simulator",
     } <= set(services)
     for name, service in services.items():
-        if name != "airflow-init":
+        if name not in ("airflow-init", "check-secrets"):  # one-shot services
             assert "healthcheck" in service, f"{name} has no health check"
     assert services["airflow-worker"]["deploy"]["replicas"] == "${AIRFLOW_WORKER_REPLICAS:-2}"
     env = airflow_environment(COMPOSE_SITE)
@@ -109,3 +111,40 @@ def test_env_example_lists_every_variable_and_no_real_secret() -> None:
     assert used <= set(example), f"missing from .env.example: {sorted(used - set(example))}"
     for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_DB_PASSWORD", "ERP_DB_PASSWORD"):
         assert example[key].startswith("change-me"), f"{key} must be a placeholder, not a secret"
+
+
+def test_the_4d_connection_is_https_unless_plain_http_is_allowed_explicitly() -> None:
+    conn = json.loads(airflow_environment(COMPOSE_SITE)["AIRFLOW_CONN_LEGACY_4D_DEFAULT"])
+    assert conn["schema"] == "${LEGACY_4D_SCHEMA:-https}"
+    assert conn["extra"]["allow_insecure_http"] == "${LEGACY_4D_ALLOW_INSECURE_HTTP:-false}"
+    assert conn["extra"]["ca_bundle"] == "${LEGACY_4D_CA_BUNDLE:-}"
+
+
+def test_nothing_starts_before_the_secrets_check_succeeds(document: dict[str, Any]) -> None:
+    services = document["services"]
+    check = services["check-secrets"]
+    assert check["entrypoint"] + check["command"] == check_secrets_command("compose")
+    assert set(check["environment"]) == {s.name for s in COMPOSE_SECRETS}
+    assert all(":?" in value for value in check["environment"].values()), "required, not defaulted"
+    for name, service in services.items():
+        if name != "check-secrets":
+            condition = service.get("depends_on", {}).get("check-secrets", {}).get("condition")
+            assert condition == "service_completed_successfully", f"{name} starts without the check"
+    # ... and the Airflow init step checks Airflow's own settings before migrating anything.
+    assert init_steps(COMPOSE_SITE)[0] == check_secrets_command("airflow")
+    script = services["airflow-init"]["command"][1]
+    assert script.startswith("set -e; python -m legacy_sync.secret_policy --for airflow && airflow db")
+
+
+def test_the_monitor_reads_with_its_own_select_only_role(document: dict[str, Any]) -> None:
+    env = airflow_environment(COMPOSE_SITE)
+    monitor = json.loads(env["AIRFLOW_CONN_ERP_POSTGRES_MONITOR"])
+    sync = json.loads(env["AIRFLOW_CONN_ERP_POSTGRES_DEFAULT"])
+    assert monitor["login"] == "${ERP_DB_MONITOR_USER:-legacy_sync_monitor}" != sync["login"]
+    assert monitor["password"].startswith("${ERP_DB_MONITOR_PASSWORD:?")
+    assert (monitor["host"], monitor["schema"]) == (sync["host"], sync["schema"])
+    assert env["LEGACY_SYNC_MONITOR_ROLE"] == monitor["login"]  # the sync grants this role its reads
+    erp_db = document["services"]["erp-db"]["environment"]
+    assert erp_db["ERP_DB_MONITOR_USER"] == monitor["login"]
+    assert erp_db["ERP_DB_MONITOR_PASSWORD"] == monitor["password"]
+    assert (ROOT / "docker" / "erp-db-init" / "20-legacy-sync-monitor-role.sh").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -25,7 +26,7 @@ import httpx
 import orjson
 import tenacity
 
-from legacy_sync.fourd.auth import FourDSessionAuth, MemorySessionStore, SessionStore
+from legacy_sync.fourd.auth import DEFAULT_SESSION_COOKIES, FourDSessionAuth, MemorySessionStore, SessionStore
 from legacy_sync.fourd.errors import FourDError, LicenceExhaustedError, error_from_response
 from legacy_sync.fourd.keys import NUMERIC_TYPES, KeyBatchCheck, KeyOrder, KeysetCheck, show, stuck
 from legacy_sync.fourd.wire import Page, encoded_length, params_json, parse_page
@@ -51,6 +52,10 @@ class FourDSettings:
     """How long to keep waiting for a free licence (HTTP 402) before failing the task."""
     licence_backoff_seconds: float = 5.0
     """First wait after a 402; doubles up to two minutes."""
+    session_cookies: tuple[str, ...] = DEFAULT_SESSION_COOKIES
+    """Names of 4D's session cookie (``*`` = prefix); no other cookie is taken for the session."""
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) to trust instead of the public ones (an internal CA)."""
 
     def __repr__(self) -> str:  # never print the password
         return f"FourDSettings(base_url={self.base_url!r}, username={self.username!r})"
@@ -134,12 +139,15 @@ class FourDClient:
             settings.password,
             settings.session_minutes,
             store or MemorySessionStore(),
+            settings.session_cookies,
         )
         self._retry = _RetryPolicy(settings)
         self._http = httpx.Client(
             base_url=settings.base_url.rstrip("/"),
             auth=self.auth,
-            verify=settings.verify_tls,
+            verify=ssl.create_default_context(cafile=settings.ca_bundle)
+            if settings.verify_tls and settings.ca_bundle
+            else settings.verify_tls,
             transport=transport,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             headers={"Accept": "application/json"},
@@ -186,6 +194,10 @@ class FourDClient:
         except (TypeError, ValueError):
             log.warning("4D sent a Date header that is not an HTTP date: %r", self._server_clock)
             return None
+
+    def logout(self) -> str | None:
+        """Release the shared 4D session (its licence) now; ``None`` if none is stored."""
+        return self.auth.logout(self._http)
 
     # -- raw requests -----------------------------------------------------------------------
     def get_bytes(self, path: str, params: dict[str, str] | None = None, *, what: str | None = None) -> bytes:

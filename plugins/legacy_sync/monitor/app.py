@@ -1,9 +1,18 @@
 """The sync monitor's FastAPI app, mounted by Airflow's api-server under ``/legacy-sync``.
 
-Read-only by construction: only ``GET`` routes, a read-only database session (see
-:mod:`legacy_sync.monitor.queries`), nothing that writes. Every route requires a signed-in Airflow
-user allowed to read the runs of the sync DAG (Airflow's own auth manager decides; the same JWT
-the UI keeps in its ``_token`` cookie, or a ``Bearer`` token for API clients).
+Read-only by construction: only ``GET`` routes, its own SELECT-only database role (connection
+``erp_postgres_monitor``, checked on every connection) in read-only sessions (see
+:mod:`legacy_sync.monitor.queries`), nothing that writes.
+
+Who sees what is Airflow's auth manager's decision (the same JWT the UI keeps in its ``_token``
+cookie, or a ``Bearer`` token for API clients):
+
+- every route needs permission to read the runs (``GET`` on ``DagAccessEntity.RUN``) of *both*
+  sync DAGs: ``sync_log`` rows carry the run id, not the DAG, so the monitor cannot show one DAG's
+  runs apart from the other's;
+- raw 4D records (customer data) need permission to change those runs (``PUT`` on
+  ``DagAccessEntity.RUN``, both DAGs): the people who operate the sync (clear, mark, replay). Others
+  see record keys and rejection reasons only.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ import datetime as dt
 import io
 import json
 import logging
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -23,6 +34,7 @@ import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from legacy_sync.monitor import charts, queries
 
@@ -30,9 +42,15 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/legacy-sync"
 SYNC_DAG_IDS = ("legacy_erp_sync", "legacy_erp_full_sync")
-# Whoever may read the runs of the sync DAG may read what those runs did.
-AUTHZ_DAG_ID = "legacy_erp_sync"
+# Whoever may read the runs of both sync DAGs may read what those runs did (counts, keys, reasons).
+READ_METHOD: Final = "GET"
+# Raw 4D records hold customer data: only for those who may change the sync DAGs' runs.
+RAW_RECORDS_METHOD: Final = "PUT"
 CHART_RUNS = 20
+UNAVAILABLE = (
+    "The monitor cannot read the ERP database right now. The Airflow api-server's log says why; "
+    "try again later or ask your Airflow administrator."
+)
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -65,16 +83,48 @@ _templates.filters.update(when=_when, duration=_duration, pretty_json=_pretty_js
 
 
 # -- request helpers ---------------------------------------------------------------------------------
+class MonitorUnavailable(RuntimeError):
+    """The monitor cannot serve: no connection of its own, or a role that may do too much."""
+
+
 def _conninfo() -> str:
-    """The ERP database, from Airflow connection ``erp_postgres_default`` (the only copy of the secret).
+    """The ERP database as the monitor's own role: Airflow connection ``erp_postgres_monitor``.
 
     Inside the api-server ``airflow.sdk.BaseHook.get_connection`` reads Airflow's configured secrets
     backends: environment variables (``AIRFLOW_CONN_*``) and the metadata database (connections made
-    in the UI), so the monitor needs no credentials of its own.
+    in the UI). There is no fallback to the sync's read-write ``erp_postgres_default``.
     """
-    from legacy_sync.erp_db import conninfo_from_airflow
+    from legacy_sync.erp_db import MONITOR_CONN_ID, conninfo_from_airflow
 
-    return conninfo_from_airflow()
+    try:
+        return conninfo_from_airflow(MONITOR_CONN_ID, application_name="legacy-erp-sync-monitor")
+    except Exception as exc:  # AirflowNotFoundException and friends
+        raise MonitorUnavailable(
+            f"connection {MONITOR_CONN_ID} is not usable ({type(exc).__name__}: {exc}); create it with the "
+            "monitor's SELECT-only role (docs/deployment.md)"
+        ) from exc
+
+
+def _connect(conninfo: str) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+    """A read-only session as a role that can do nothing but read the sync log (else refused)."""
+    return _GuardedConnection(conninfo)
+
+
+class _GuardedConnection:
+    def __init__(self, conninfo: str) -> None:
+        self._cm = queries.read_only(conninfo)
+
+    def __enter__(self) -> psycopg.Connection[dict[str, Any]]:
+        conn = self._cm.__enter__()
+        try:
+            queries.check_select_only(conn)
+        except BaseException as exc:
+            self._cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return conn
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._cm.__exit__(*exc)
 
 
 class Links:
@@ -117,8 +167,9 @@ class Links:
 
 
 def _render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    nonce = getattr(request.state, "csp_nonce", None) or secrets.token_urlsafe(16)
     html = _templates.get_template(template).render(
-        links=Links(request), statuses=queries.STATUSES, **context
+        links=Links(request), statuses=queries.STATUSES, csp_nonce=nonce, **context
     )
     return HTMLResponse(html, status_code=status_code)
 
@@ -139,13 +190,81 @@ def _dag_id_of_run(run_id: str) -> str | None:
         return None
 
 
-# -- app ---------------------------------------------------------------------------------------------
-def _authorized_reader() -> Any:
-    """Airflow's dependency: a signed-in user who may read runs of the sync DAG (else 401/403)."""
+# -- security --------------------------------------------------------------------------------------
+def _require_on_sync_dags(method: Literal["GET", "PUT"]) -> list[Any]:
+    """Airflow's dependencies: a signed-in user allowed ``method`` on the runs of every sync DAG."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    return Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=AUTHZ_DAG_ID))
+    return [
+        Depends(requires_access_dag(method, DagAccessEntity.RUN, param_dag_id=dag_id))
+        for dag_id in SYNC_DAG_IDS
+    ]
+
+
+def _may_see_raw_records(user: Any) -> bool:
+    """Whether the auth manager lets ``user`` change the runs of every sync DAG (see module doc)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.models.dag import DagModel
+
+    manager = get_auth_manager()
+    return all(
+        manager.is_authorized_dag(
+            method=RAW_RECORDS_METHOD,
+            access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)),
+            user=user,
+        )
+        for dag_id in SYNC_DAG_IDS
+    )
+
+
+def _content_security_policy(nonce: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'nonce-{nonce}'",
+            f"style-src 'nonce-{nonce}'",
+            "img-src 'self' data:",
+            "form-action 'self'",
+            "base-uri 'none'",
+            # Airflow's UI shows the monitor in a frame of the same origin; no other site may.
+            "frame-ancestors 'self'",
+        ]
+    )
+
+
+class SecurityHeaders:
+    """ASGI middleware: security headers on every answer, and a fresh CSP nonce per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        extra = [
+            (b"content-security-policy", _content_security_policy(nonce).encode()),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+            # Pages and downloads may hold customer data: no copies in shared caches or history.
+            (b"cache-control", b"no-store"),
+        ]
+
+        ours = {name for name, _ in extra}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
+                message["headers"] = [*kept, *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _login_redirect(request: Request, exc: Exception) -> Response:
@@ -160,13 +279,17 @@ async def _login_redirect(request: Request, exc: Exception) -> Response:
 
 def create_app() -> FastAPI:
     """The monitor app; every route is behind Airflow's auth."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    signed_in_user = Depends(get_user)  # resolved once per request, shared with the auth checks
     app = FastAPI(
         title="Legacy sync monitor",
-        dependencies=[_authorized_reader()],
+        dependencies=_require_on_sync_dags(READ_METHOD),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(HTTPException, _login_redirect)
 
     @app.exception_handler(psycopg.errors.UndefinedTable)
@@ -178,16 +301,15 @@ def create_app() -> FastAPI:
             message="The ERP database has no legacy_sync tables yet: no sync has run.",
         )
 
-    @app.exception_handler(psycopg.OperationalError)
-    async def _db_down(request: Request, exc: Exception) -> Response:
-        log.warning("sync monitor cannot reach the ERP database: %s", exc)
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        # The reason (host, role, database error) goes to the server log, never to the page.
+        log.error("sync monitor cannot serve: %s: %s", type(exc).__name__, exc)
         return _render(
-            request,
-            "message.html",
-            status_code=503,
-            title="ERP database unreachable",
-            message=f"The monitor could not read the ERP database: {exc}",
+            request, "message.html", status_code=503, title="Sync log unavailable", message=UNAVAILABLE
         )
+
+    for failure in (psycopg.Error, MonitorUnavailable, queries.MonitorRoleError):
+        app.add_exception_handler(failure, _unavailable)
 
     @app.get("/", response_class=HTMLResponse, name="logs")
     def logs(
@@ -196,7 +318,7 @@ def create_app() -> FastAPI:
         table: str | None = None,
         run_id: str | None = None,
         q: str | None = None,
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=queries.MAX_PAGE),
         per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
     ) -> HTMLResponse:
         try:
@@ -210,7 +332,7 @@ def create_app() -> FastAPI:
             )
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
-        with queries.read_only(_conninfo()) as conn:
+        with _connect(_conninfo()) as conn:
             result = queries.list_logs(conn, flt)
             tables = queries.table_names(conn)
             runs = queries.recent_runs(conn, CHART_RUNS)
@@ -230,33 +352,45 @@ def create_app() -> FastAPI:
         request: Request,
         log_id: int,
         q: str | None = None,
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=queries.MAX_PAGE),
         per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
+        user: Any = signed_in_user,
     ) -> HTMLResponse:
-        with queries.read_only(_conninfo()) as conn:
+        with _connect(_conninfo()) as conn:
             entry = queries.get_log(conn, log_id)
             if entry is None:
                 raise HTTPException(404, f"no sync log {log_id}")
             errors = queries.log_errors(conn, log_id, q or None, page, per_page)
-        return _render(request, "log_detail.html", entry=entry, errors=errors, q=q or "")
+        return _render(
+            request,
+            "log_detail.html",
+            entry=entry,
+            errors=errors,
+            q=q or "",
+            show_raw=_may_see_raw_records(user),
+        )
 
     @app.get("/logs/{log_id}/errors.csv", name="errors_csv")
-    def errors_csv(log_id: int) -> StreamingResponse:
+    def errors_csv(log_id: int, user: Any = signed_in_user) -> StreamingResponse:
         conninfo = _conninfo()
-        with queries.read_only(conninfo) as conn:
+        with _connect(conninfo) as conn:
             entry = queries.get_log(conn, log_id)
         if entry is None:
             raise HTTPException(404, f"no sync log {log_id}")
         filename = f"sync-errors-{entry['table_name']}-{log_id}.csv"
         return StreamingResponse(
-            _csv_rows(conninfo, entry),
+            _csv_rows(conninfo, entry, include_raw=_may_see_raw_records(user), connect=_connect),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @app.get("/errors/{error_id}/record.json", name="raw_record")
+    @app.get(
+        "/errors/{error_id}/record.json",
+        name="raw_record",
+        dependencies=_require_on_sync_dags(RAW_RECORDS_METHOD),
+    )
     def raw_record(error_id: int) -> JSONResponse:
-        with queries.read_only(_conninfo()) as conn:
+        with _connect(_conninfo()) as conn:
             row = conn.execute(
                 "select record_data from legacy_sync.sync_error where id = %s", (error_id,)
             ).fetchone()
@@ -266,7 +400,7 @@ def create_app() -> FastAPI:
 
     @app.get("/runs/{run_id:path}", response_class=HTMLResponse, name="run")
     def run(request: Request, run_id: str) -> HTMLResponse:
-        with queries.read_only(_conninfo()) as conn:
+        with _connect(_conninfo()) as conn:
             tables = queries.run_logs(conn, run_id)
         if not tables:
             # Also reached from the "Sync log" tab of other DAGs' runs: say so, in the page.
@@ -304,18 +438,31 @@ def create_app() -> FastAPI:
     return app
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Characters a spreadsheet starts a formula (or DDE call) with, ASCII and full-width (Excel and
+# LibreOffice treat U+FF1D FULLWIDTH EQUALS SIGN like "="). Spreadsheets skip leading whitespace
+# before they look, so the check does too.
+_FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+_CONTROL_START = ("\t", "\r", "\n")
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading formula character gets a quote (CSV injection)."""
+    """A CSV cell a spreadsheet shows as text: a formula-like cell gets a leading quote (CSV injection).
+
+    Formula-like: its first character after any whitespace is ``=``, ``+``, ``-``, ``@`` or a
+    full-width form of one, or it starts with a tab, CR or LF. Plain numbers (``-12.5``) stay numbers.
+    """
     text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
+    stripped = text.lstrip()
+    risky = text.startswith(_CONTROL_START) or (stripped[:1] in _FORMULA_START)
+    if risky and not _is_number(text):
         return "'" + text
     return text
 
 
 def _is_number(text: str) -> bool:
+    # Only plain ASCII numbers: float() also accepts surrounding whitespace and full-width digits.
+    if text != text.strip() or not text.isascii():
+        return False
     try:
         float(text)
     except ValueError:
@@ -323,8 +470,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_rows(conninfo: str, entry: dict[str, Any]) -> Iterator[bytes]:
-    """The CSV body, streamed row by row from a server-side cursor (memory bounded by one row)."""
+def _csv_rows(
+    conninfo: str,
+    entry: dict[str, Any],
+    include_raw: bool = True,
+    connect: Callable[[str], AbstractContextManager[psycopg.Connection[Any]]] = queries.read_only,
+) -> Iterator[bytes]:
+    """The CSV body, streamed in keyset batches (memory bounded by one batch).
+
+    Each batch is read in its own short transaction on its own connection, closed before the batch
+    is sent: a client that reads slowly (or stops reading) holds no transaction, snapshot or
+    connection on the ERP database. ``include_raw`` adds the raw 4D record column.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -335,20 +492,26 @@ def _csv_rows(conninfo: str, entry: dict[str, Any]) -> Iterator[bytes]:
         return data
 
     buffer.write("\ufeff")  # BOM: spreadsheet programs then read UTF-8 correctly
-    writer.writerow(["table", "run_id", "record_id", "reasons", "rejected_at", "record_data"])
+    header = ["table", "run_id", "record_id", "reasons", "rejected_at"]
+    writer.writerow([*header, "record_data"] if include_raw else header)
     yield flush()
-    with queries.read_only(conninfo) as conn:
-        for row in queries.iter_errors(conn, entry["id"]):
-            writer.writerow(
-                [
-                    _cell(entry["table_name"]),
-                    _cell(entry["run_id"]),
-                    _cell(row["record_id"]),
-                    _cell(row["error_message"]),
-                    _when(row["created_at"]),
-                    _cell(row["record_data"]),
-                ]
-            )
-            if buffer.tell() > 64_000:
-                yield flush()
+    after: tuple[int, str, int] | None = None
+    while True:
+        with connect(conninfo) as conn:
+            batch = queries.errors_batch(conn, entry["id"], after, queries.CSV_BATCH)
+        for row in batch:
+            cells = [
+                _cell(entry["table_name"]),
+                _cell(entry["run_id"]),
+                _cell(row["record_id"]),
+                _cell(row["error_message"]),
+                _when(row["created_at"]),
+            ]
+            writer.writerow([*cells, _cell(row["record_data"])] if include_raw else cells)
+        if batch:
+            last = batch[-1]
+            after = (len(last["record_id"]), last["record_id"], last["id"])
+            yield flush()
+        if len(batch) < queries.CSV_BATCH:
+            break
     yield flush()

@@ -1,8 +1,11 @@
 """Read-only SQL of the sync monitor over ``legacy_sync.sync_log`` and ``legacy_sync.sync_error``.
 
 Every value from a request is a bound parameter; identifiers are fixed in this module, never taken
-from input. Connections are opened read-only (``default_transaction_read_only``) and each unit of
-work runs in a ``READ ONLY`` transaction, so nothing here can change data even by mistake.
+from input. The monitor connects with its own SELECT-only role (:func:`check_select_only` refuses
+a role that could do more); on top of that, connections are opened read-only
+(``default_transaction_read_only``), each unit of work runs in a short ``READ ONLY`` transaction,
+and PostgreSQL ends a connection that waits too long: to connect, in a statement, or idle inside a
+transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +21,19 @@ from psycopg.rows import dict_row
 
 STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIALLY_COMPLETED")
 MAX_PER_PAGE = 200
+MAX_PAGE = 100_000
+"""Pages beyond this are refused (422): OFFSET stays far from bigint and from scanning millions."""
 # A page of the monitor must never hold a lock or a connection for long on the ERP database.
+CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 15_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
+CSV_BATCH = 500
+"""Rejected records per query of the CSV export; each batch is its own short transaction."""
+
+
+class MonitorRoleError(RuntimeError):
+    """The monitor's database role may do more than read the sync log: refused, fail closed."""
+
 
 _LOG_COLUMNS = """
     l.id, l.run_id, l.table_name, l.mode, l.status,
@@ -33,18 +47,61 @@ _LOG_COLUMNS = """
 @contextmanager
 def read_only(conninfo: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """A connection whose only transaction is ``READ ONLY`` (closed on exit)."""
+    options = (
+        "-c default_transaction_read_only=on"
+        f" -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
     with (
         psycopg.connect(
             conninfo,
             autocommit=True,
             row_factory=dict_row,
             application_name="legacy-erp-sync-monitor",
-            options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options=options,
         ) as conn,
         conn.transaction(),
     ):
         conn.execute("set transaction read only")
         yield conn
+
+
+_ROLE_POWERS = """
+select
+    r.rolname as role,
+    r.rolsuper or r.rolbypassrls or r.rolcreaterole as admin,
+    coalesce(
+        (select has_schema_privilege(n.oid, 'CREATE') from pg_namespace n where n.nspname = 'legacy_sync'),
+        false
+    ) as creates,
+    coalesce(
+        (select bool_or(has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'legacy_sync' and c.relkind in ('r', 'p')),
+        false
+    ) as writes,
+    coalesce(has_table_privilege(to_regclass('legacy_sync.fourd_session'), 'SELECT'), false) as reads_session
+from pg_roles r where r.rolname = current_user
+"""
+
+
+def check_select_only(conn: psycopg.Connection[Any]) -> None:
+    """Refuse to serve with a role that is an administrator, may write or create in ``legacy_sync``,
+    or may read the 4D session cookie: the monitor must run with its own SELECT-only role.
+
+    The read-only session settings are a second line; this makes a misconfiguration (say, the
+    monitor connection given the sync's own role) fail closed instead of quietly working.
+    """
+    row = conn.execute(_ROLE_POWERS).fetchone()
+    powers = dict(row) if row else {}
+    found = [name for name in ("admin", "creates", "writes", "reads_session") if powers.get(name)]
+    if found:
+        raise MonitorRoleError(
+            f"the monitor's database role {powers.get('role')!r} can do more than read the sync log "
+            f"({', '.join(found)}); give connection erp_postgres_monitor its own SELECT-only role "
+            "(docs/deployment.md)"
+        )
 
 
 def _like(text: str) -> str:
@@ -67,7 +124,7 @@ class LogFilter:
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
-        object.__setattr__(self, "page", max(1, self.page))
+        object.__setattr__(self, "page", min(max(1, self.page), MAX_PAGE))
         object.__setattr__(self, "per_page", min(max(1, self.per_page), MAX_PER_PAGE))
 
     def where(self) -> tuple[str, list[Any]]:
@@ -142,8 +199,9 @@ def log_errors(
     conn: psycopg.Connection[Any], log_id: int, search: str | None, page: int, per_page: int
 ) -> Page:
     """The rejected records of one log, by record id (numeric ids in numeric order)."""
-    page, per_page = max(1, page), min(max(1, per_page), MAX_PER_PAGE)
-    where, params = "e.sync_log_id = %s", [log_id]
+    page, per_page = min(max(1, page), MAX_PAGE), min(max(1, per_page), MAX_PER_PAGE)
+    where = "e.sync_log_id = %s"
+    params: list[Any] = [log_id]
     if search:
         where += " and (e.record_id ilike %s or e.error_message ilike %s)"
         params += [_like(search)] * 2
@@ -159,16 +217,25 @@ def log_errors(
     return Page(rows, int(total["n"]) if total else 0, page, per_page)
 
 
-def iter_errors(conn: psycopg.Connection[Any], log_id: int) -> Iterator[dict[str, Any]]:
-    """Every rejected record of one log, streamed with a server-side cursor (for the CSV)."""
-    with conn.cursor(name="sync_error_csv", row_factory=dict_row) as cur:
-        cur.execute(
-            "select e.record_id, e.error_message, e.created_at, e.record_data::text as record_data"
-            " from legacy_sync.sync_error e where e.sync_log_id = %s"
-            " order by length(e.record_id), e.record_id, e.id",
-            (log_id,),
-        )
-        yield from cur
+def errors_batch(
+    conn: psycopg.Connection[Any], log_id: int, after: tuple[int, str, int] | None, limit: int
+) -> list[dict[str, Any]]:
+    """The next ``limit`` rejected records of one log after ``after`` (keyset: the CSV's order).
+
+    ``after`` is ``(length(record_id), record_id, id)`` of the last row of the previous batch. Each
+    batch is one short query, so a slow download never keeps a transaction (or a snapshot) open.
+    """
+    where = "e.sync_log_id = %s"
+    params: list[Any] = [log_id]
+    if after is not None:
+        where += " and (length(e.record_id), e.record_id, e.id) > (%s, %s, %s)"
+        params += list(after)
+    return conn.execute(
+        "select e.id, e.record_id, e.error_message, e.created_at, e.record_data::text as record_data"
+        f" from legacy_sync.sync_error e where {where}"
+        " order by length(e.record_id), e.record_id, e.id limit %s",
+        [*params, limit],
+    ).fetchall()
 
 
 def run_logs(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:

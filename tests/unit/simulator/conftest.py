@@ -17,7 +17,10 @@ AW_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "a
 def aw_dataset() -> Dataset:
     """The AdventureWorks CSVs, loaded once; tests must not mutate it (use ``small_dataset``)."""
     if not (AW_DIR / "Products.csv").exists():
-        pytest.skip(f"AdventureWorks CSVs not found at {AW_DIR}")
+        pytest.skip(
+            f"AdventureWorks CSVs not found at {AW_DIR}: the shared data set sits beside the checkout on"
+            " dev and CI machines; these tests check the simulator against that real data"
+        )
     return Dataset.from_csv_dir(AW_DIR)
 
 
