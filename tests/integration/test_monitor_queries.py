@@ -164,3 +164,37 @@ def test_charts_show_the_last_runs(seeded: str) -> None:
     assert charts.records_per_table([]) == charts.rejects_over_time([]) == "<p class='empty'>No runs yet.</p>"
     point = queries.RunPoint("r<1>", T0, {"<b>": {**runs[0].tables["Products"], "status": "FAILED"}})
     assert "<b>" not in charts.records_per_table([point]) and "&lt;b&gt;" in charts.records_per_table([point])
+
+
+def test_a_log_shows_its_warnings_held_deletions_and_reconciliation(seeded: str) -> None:
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        log_id = conn.execute(
+            "select id from legacy_sync.sync_log where table_name = 'Orders' order by id limit 1"
+        ).fetchone()[0]
+        conn.execute(
+            "update legacy_sync.sync_log set records_warned = 1, records_deletes_held = 2, reconciled = false,"
+            " reconcile_message = 'not reconciled with 4D: it could not be asked' where id = %s",
+            (log_id,),
+        )
+        conn.execute(
+            "insert into legacy_sync.sync_warning (sync_log_id, record_id, warning_message)"
+            " values (%s, '43659', 'SubTotal 100 differs from the sum of its 2 line(s) (98) by 2')",
+            (log_id,),
+        )
+        conn.execute(
+            "insert into legacy_sync.held_delete (table_name, legacy_id, run_id, first_run_id, reason)"
+            " values ('Orders', '7', 'r9', 'r9', 'this run would delete 40 of 300 live rows'),"
+            " ('Orders', '8', 'r9', 'r9', 'this run would delete 40 of 300 live rows')"
+        )
+    try:
+        with queries.read_only(seeded) as conn:
+            entry = queries.get_log(conn, log_id)
+            warnings = queries.log_warnings(conn, log_id)
+            held = queries.held_deletes(conn, "Orders")
+        assert entry is not None and entry["reconciled"] is False and entry["records_deletes_held"] == 2
+        assert [w["record_id"] for w in warnings] == ["43659"]
+        assert held.total == 2 and [r["legacy_id"] for r in held.rows] == ["7", "8"]
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as conn:
+            conn.execute("delete from legacy_sync.held_delete")
+            conn.execute("delete from legacy_sync.sync_warning")

@@ -361,11 +361,15 @@ def create_app() -> FastAPI:
             if entry is None:
                 raise HTTPException(404, f"no sync log {log_id}")
             errors = queries.log_errors(conn, log_id, q or None, page, per_page)
+            warnings = queries.log_warnings(conn, log_id)
+            held = queries.held_deletes(conn, entry["table_name"])
         return _render(
             request,
             "log_detail.html",
             entry=entry,
             errors=errors,
+            warnings=warnings,
+            held=held,
             q=q or "",
             show_raw=_may_see_raw_records(user),
         )

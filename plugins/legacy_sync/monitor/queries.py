@@ -38,7 +38,8 @@ class MonitorRoleError(RuntimeError):
 _LOG_COLUMNS = """
     l.id, l.run_id, l.table_name, l.mode, l.status,
     l.records_processed, l.records_created, l.records_updated, l.records_unchanged,
-    l.records_deleted, l.records_failed, l.watermark_from, l.watermark_to,
+    l.records_deleted, l.records_failed, l.records_open_rejects, l.records_warned,
+    l.records_deletes_held, l.reconciled, l.reconcile_message, l.watermark_from, l.watermark_to,
     l.start_time, l.end_time, l.end_time - l.start_time as duration,
     l.error_message, l.created_at, l.updated_at
 """
@@ -288,3 +289,26 @@ def recent_runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[RunPoint
         point = points.setdefault(row["run_id"], RunPoint(row["run_id"], row["started"]))
         point.tables[row["table_name"]] = row
     return list(points.values())
+
+
+def log_warnings(conn: psycopg.Connection[Any], log_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """Records of one table in one run that loaded with a warning (keys and reasons)."""
+    return conn.execute(
+        "select record_id, warning_message from legacy_sync.sync_warning where sync_log_id = %s"
+        " order by id limit %s",
+        (log_id, limit),
+    ).fetchall()
+
+
+def held_deletes(conn: psycopg.Connection[Any], table: str, limit: int = 200) -> Page:
+    """Deletions of a table the circuit breaker holds for a person's decision."""
+    total = conn.execute(
+        "select count(*) as n from legacy_sync.held_delete where table_name = %s and status = 'HELD'",
+        (table,),
+    ).fetchone()
+    rows = conn.execute(
+        "select legacy_id, run_id, reason, held_at from legacy_sync.held_delete"
+        " where table_name = %s and status = 'HELD' order by legacy_id limit %s",
+        (table, limit),
+    ).fetchall()
+    return Page(rows, int(total["n"]) if total else 0, 1, limit)
