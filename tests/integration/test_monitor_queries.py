@@ -172,8 +172,8 @@ def test_a_log_shows_its_warnings_held_deletions_and_reconciliation(seeded: str)
             "select id from legacy_sync.sync_log where table_name = 'Orders' order by id limit 1"
         ).fetchone()[0]
         conn.execute(
-            "update legacy_sync.sync_log set records_warned = 1, records_deletes_held = 2, reconciled = false,"
-            " reconcile_message = 'not reconciled with 4D: it could not be asked' where id = %s",
+            "update legacy_sync.sync_log set records_warned = 1, records_deletes_held = 2,"
+            " reconciled = false, reconcile_message = 'not reconciled with 4D: it could not be asked' where id = %s",
             (log_id,),
         )
         conn.execute(
