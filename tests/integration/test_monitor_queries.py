@@ -173,7 +173,8 @@ def test_a_log_shows_its_warnings_held_deletions_and_reconciliation(seeded: str)
         ).fetchone()[0]
         conn.execute(
             "update legacy_sync.sync_log set records_warned = 1, records_deletes_held = 2,"
-            " reconciled = false, reconcile_message = 'not reconciled with 4D: it could not be asked' where id = %s",
+            " reconciled = false, reconcile_message = 'not reconciled with 4D: it could not be asked'"
+            " where id = %s",
             (log_id,),
         )
         conn.execute(
