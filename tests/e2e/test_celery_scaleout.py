@@ -251,13 +251,17 @@ def test_full_sync_succeeds_with_work_on_both_celery_workers(scaleout: ScaleOut,
         f"run {full_sync.state} (broker: {scaleout.broker}); tasks: {summary}\n"
         + scaleout.deployment.log_tails()
     )
-    assert all(ti["state"] == "success" for ti in tis), summary
+    # Nothing was held, so the approval request is skipped; everything else succeeded.
+    assert {(ti["task_id"], ti["state"]) for ti in tis if ti["state"] != "success"} <= {
+        ("request_approval", "skipped")
+    }, summary
+    executed = [ti for ti in tis if ti["state"] == "success"]
     extracts = {(ti["task_id"], ti["map_index"]) for ti in tis if ti["task_id"] == "extract_and_land"}
     assert len(extracts) == len(TABLES)
     ran = list(full_sync.by_worker.values())
     # Every task instance of the run went through one of our workers, and through one only.
-    assert set().union(*ran) == {(ti["task_id"], ti["map_index"]) for ti in tis}, full_sync.by_worker
-    assert sum(len(r) for r in ran) == len(tis), full_sync.by_worker
+    assert set().union(*ran) == {(ti["task_id"], ti["map_index"]) for ti in executed}, full_sync.by_worker
+    assert sum(len(r) for r in ran) == len(executed), full_sync.by_worker
     for node, tasks in full_sync.by_worker.items():
         assert tasks & extracts, (
             f"{node} ran no extract task (broker: {scaleout.broker}): {full_sync.by_worker}"
