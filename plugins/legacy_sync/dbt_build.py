@@ -160,6 +160,11 @@ def verdicts_from_results(
         if status in _OK or status == "skipped":
             continue  # a skipped node is explained below, once its upstream failure is known
         node = nodes.get(unique_id, {})
+        if _is_warning_model(node):
+            log.warning(
+                "the warnings of %s were not computed in this run: %s", unique_id, result.get("message")
+            )
+            continue
         concerned = [t for t in node_tables(unique_id, manifest) if t in verdicts] or list(verdicts)
         failed_by_node[unique_id] = concerned
         message = (result.get("message") or status).strip().splitlines()[0][:300]
@@ -178,7 +183,7 @@ def verdicts_from_results(
         for table in concerned:
             verdicts[table].problems.append(problem)
     for result in results:
-        if str(result.get("status")) != "skipped":
+        if str(result.get("status")) != "skipped" or _is_warning_model(nodes.get(result["unique_id"], {})):
             continue
         unique_id = result["unique_id"]
         upstream = _failed_upstream(unique_id, nodes, failed_by_node)
@@ -200,6 +205,12 @@ def verdicts_from_results(
                 else f"what was merged is counted; the watermark of {table} stays"
             )
     return verdicts
+
+
+def _is_warning_model(node: dict[str, Any]) -> bool:
+    """Warning models (``warn_*``) only annotate loaded records: when they cannot run, warnings
+    are missing from the report, but nothing is lost, so no table fails for it."""
+    return node.get("resource_type") == "model" and str(node.get("name", "")).startswith("warn_")
 
 
 def _erp_model_table(unique_id: str) -> str | None:
@@ -234,7 +245,7 @@ def warning_relations(run_results: dict[str, Any], manifest: dict[str, Any]) -> 
     built = {r["unique_id"] for r in run_results.get("results", []) if r.get("status") == "success"}
     found = []
     for unique_id, node in manifest.get("nodes", {}).items():
-        if unique_id in built and node.get("name", "").startswith("warn_"):
+        if unique_id in built and _is_warning_model(node):
             for table in node.get("config", {}).get("meta", {}).get("legacy_tables") or []:
                 found.append((node.get("alias") or node["name"], table))
     return found

@@ -113,3 +113,15 @@ def test_a_database_error_in_a_model_says_nothing_was_merged() -> None:
     failure = verdicts_from_results(results, MANIFEST, ["Orders"])["Orders"].failure or ""
     assert "erp.orders failed in the database: conflicting key value violates exclusion constraint" in failure
     assert "nothing of it was merged" in failure and "DETAIL" not in failure
+
+
+def test_a_warning_model_that_cannot_run_fails_no_table() -> None:
+    results = {
+        "results": [
+            result(f"model.{P}.orders", "success"),
+            result(f"model.{P}.order_lines", "success"),
+            result(f"model.{P}.warn_order_totals", "skipped"),
+        ]
+    }
+    verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
+    assert verdicts["Orders"].failure is None and verdicts["OrderLines"].failure is None
