@@ -263,7 +263,10 @@ def run_dbt_build(
 ) -> DbtOutcome:
     """``dbt build`` of the landed tables' models and tests for ``run_id``; each table's verdict."""
     project = dbt_project_dir()
-    target_path = project / "target" / target_name
+    # One target directory per DAG and database: dbt's partial parse state stays valid from run to
+    # run, and builds for different databases (test sessions side by side) never read each
+    # other's run_results.json. Runs on one database take turns on the ERP lock.
+    target_path = project / "target" / target_name / env.get("ERP_PG_DBNAME", "erp")
     dbt = Path(sys.executable).with_name("dbt")
     selection = ["tag:run_context", *(f"tag:legacy:{get_table(t).name}" for t in tables)]
     command = [
