@@ -598,14 +598,18 @@ def record_transform(
             ).format(v=validated),
             params,
         )
-        # Closed: loaded in this run (this version or the ERP holds a newer one), or gone from 4D.
+        # Closed: valid in this run and live in erp (this version or a newer one), or gone from 4D.
         conn.execute(
             sql.SQL(
                 """
                 delete from legacy_sync.open_reject o
                 where o.table_name = %(table)s and (
-                    exists (select 1 from {v} v where v.run_id = %(run)s and not v.is_rejected
-                            and v.legacy_id = o.record_id)
+                    (
+                        exists (select 1 from {v} v where v.run_id = %(run)s and not v.is_rejected
+                                and v.legacy_id = o.record_id)
+                        and exists (select 1 from {erp} e where e.legacy_id = o.record_id
+                                    and not e.is_deleted)
+                    )
                     or exists (select 1 from legacy_staging.deleted_records_raw d
                                where d.run_id = %(run)s and d.table_name = %(table)s
                                and d.legacy_id = o.record_id)
