@@ -325,6 +325,30 @@ def test_a_mass_delete_waits_for_a_person(deployment: Deployment) -> None:
     assert deployment.query("select count(*) from legacy_sync.held_delete where status = 'HELD'") == [(0,)]
 
 
+def test_after_all_these_runs_every_record_is_accounted_for(deployment: Deployment) -> None:
+    """No two live ERP rows share a business key; every 4D record is live or an open reject."""
+    dataset = deployment.sim.dataset
+    for table in TABLES:
+        if table.business_key:
+            assert not deployment.query(
+                f"select {table.business_key} from erp.{table.snake_name} where not is_deleted"
+                f" group by {table.business_key} having count(*) > 1"
+            ), table.name
+        live = {
+            r[0]
+            for r in deployment.query(f"select legacy_id from erp.{table.snake_name} where not is_deleted")
+        }
+        open_rejects = {
+            r[0]
+            for r in deployment.query(
+                "select record_id from legacy_sync.open_reject where table_name = %s", table.name
+            )
+        }
+        source = {str(k) for k in dataset.keys(table.name)}
+        assert not source - live - open_rejects, (table.name, sorted(source - live - open_rejects)[:5])
+        assert not live - source, (table.name, sorted(live - source)[:5])
+
+
 def test_plain_dbt_test_is_the_integrity_check_of_the_erp(deployment: Deployment) -> None:
     env = {
         **deployment.env,

@@ -128,11 +128,11 @@ class SyncHarness:
                     .as_string(None)
                 )
             )
-            rejected = {
+            rejected = {  # the rejects that still stand, each with its reason
                 r[0]
                 for r in self.query(
-                    "select e.record_id from legacy_sync.sync_error e"
-                    " join legacy_sync.sync_log l on l.id = e.sync_log_id where l.table_name = %s",
+                    "select record_id from legacy_sync.open_reject where table_name = %s"
+                    " and error_message <> ''",
                     table.name,
                 )
             }
