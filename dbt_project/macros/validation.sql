@@ -387,3 +387,40 @@ final as (
 
 select * from final
 {%- endmacro %}
+
+{#- The `staged` CTE of an intermediate model: every column of the table's staging model, by name
+    (the registry's fields plus the verdict inputs), so each model starts from the same list. -#}
+{% macro staged_records(table_name) -%}
+    {%- set table = legacy_table(table_name) -%}
+    select
+        run_id,
+        legacy_id,
+        legacy_key,
+        {%- for field in table.fields %}
+        {{ field[2] }},
+        {%- endfor %}
+        parse_errors,
+        absent_fields,
+        parse_warnings,
+        source_stamp,
+        source_timestamp,
+        record_data
+    from {{ ref('stg_legacy_4d__' ~ table.stem) }}
+{%- endmacro %}
+
+{#- What every checked/validated row carries through unchanged from its staged record. -#}
+{% macro staged_passthrough(relation='staged') -%}
+    {{ relation }}.parse_warnings as warnings,
+    {{ relation }}.source_stamp,
+    {{ relation }}.source_timestamp,
+    {{ relation }}.record_data
+{%- endmacro %}
+
+{#- The last columns of a validated model: the verdict, then what the ledger keeps with it. -#}
+{% macro verdict_tail(record_reasons, dependency_reasons, claim_reason='cast(null as text)') -%}
+    {{ verdict_columns(record_reasons, dependency_reasons, claim_reason) }},
+    warnings,
+    source_stamp,
+    source_timestamp,
+    record_data
+{%- endmacro %}

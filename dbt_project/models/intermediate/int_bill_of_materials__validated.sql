@@ -5,24 +5,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        nullif(parent_product_legacy_id, 0) as parent_product_legacy_id,
-        component_product_legacy_id,
-        quantity,
-        unit_of_measure,
-        bom_level,
-        valid_from,
-        valid_to,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__bill_of_materials') }}
+    {{ staged_records('BillOfMaterials') }}
 ),
 
 live_products as (
@@ -45,7 +28,7 @@ checked as (
             'staged.parse_errors',
             reason_absent('BillOfMaterials'),
             reason_required('ComponentProductID', 'integer'),
-            "case when staged.component_product_legacy_id = staged.parent_product_legacy_id"
+            "case when staged.component_product_legacy_id = nullif(staged.parent_product_legacy_id, 0)"
             ~ " then 'ComponentProductID ' || staged.component_product_legacy_id"
             ~ " || ' is its own parent (a BOM row cannot reference itself)' end",
             reason_required('Quantity', 'number'),
@@ -53,16 +36,13 @@ checked as (
             reason_negative('BOMLevel', 'staged.bom_level'),
         ]) }} as record_reasons,
         {{ reasons_joined([
-            reason_missing_parent('parent product', 'staged.parent_product_legacy_id', 'parents'),
+            reason_missing_parent('parent product', 'nullif(staged.parent_product_legacy_id, 0)', 'parents'),
             reason_missing_parent('component product', 'staged.component_product_legacy_id', 'components'),
         ]) }} as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
     left join live_products as parents
-        on cast(staged.parent_product_legacy_id as text) = parents.legacy_id
+        on cast(nullif(staged.parent_product_legacy_id, 0) as text) = parents.legacy_id
     left join live_products as components
         on cast(staged.component_product_legacy_id as text) = components.legacy_id
 ),
@@ -79,11 +59,7 @@ final as (
         bom_level,
         valid_from,
         valid_to,
-        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
-        warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
+        {{ verdict_tail('record_reasons', 'dependency_reasons') }}
     from checked
 )
 

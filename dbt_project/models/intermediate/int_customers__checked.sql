@@ -10,23 +10,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        account_number,
-        company_name,
-        first_name,
-        last_name,
-        email,
-        phone,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__customers') }}
+    {{ staged_records('Customers') }}
 ),
 
 final as (
@@ -48,10 +32,7 @@ final as (
             no_name_reason,
         ]) }} as record_reasons,
         cast(null as text) as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
 )
 

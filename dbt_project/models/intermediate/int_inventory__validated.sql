@@ -4,22 +4,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        product_legacy_id,
-        location,
-        shelf,
-        bin,
-        quantity,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__inventory') }}
+    {{ staged_records('Inventory') }}
 ),
 
 live_products as (
@@ -46,10 +31,7 @@ checked as (
         ]) }} as record_reasons,
         {{ reason_missing_parent('product', 'staged.product_legacy_id', 'live_products') }}
             as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
     left join live_products
         on cast(staged.product_legacy_id as text) = live_products.legacy_id
@@ -65,11 +47,7 @@ final as (
         shelf,
         bin,
         quantity,
-        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
-        warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
+        {{ verdict_tail('record_reasons', 'dependency_reasons') }}
     from checked
 )
 

@@ -5,26 +5,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        invoice_number,
-        order_legacy_id,
-        customer_legacy_id,
-        invoice_date,
-        due_date,
-        amount,
-        tax_amount,
-        is_paid,
-        paid_date,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__invoices') }}
+    {{ staged_records('Invoices') }}
 ),
 
 live_orders as (
@@ -62,10 +43,7 @@ final as (
             reason_missing_parent('order', 'staged.order_legacy_id', 'live_orders'),
             reason_missing_parent('customer', 'staged.customer_legacy_id', 'live_customers'),
         ]) }} as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
     left join live_orders
         on cast(staged.order_legacy_id as text) = live_orders.legacy_id

@@ -4,23 +4,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        order_legacy_id,
-        product_legacy_id,
-        quantity,
-        unit_price,
-        discount_rate,
-        line_total,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__order_lines') }}
+    {{ staged_records('OrderLines') }}
 ),
 
 live_orders as (
@@ -61,10 +45,7 @@ checked as (
             reason_missing_parent('order', 'staged.order_legacy_id', 'live_orders'),
             reason_missing_parent('product', 'staged.product_legacy_id', 'live_products'),
         ]) }} as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
     left join live_orders
         on cast(staged.order_legacy_id as text) = live_orders.legacy_id
@@ -83,11 +64,7 @@ final as (
         unit_price,
         discount_rate,
         line_total,
-        {{ verdict_columns('record_reasons', 'dependency_reasons') }},
-        warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
+        {{ verdict_tail('record_reasons', 'dependency_reasons') }}
     from checked
 )
 

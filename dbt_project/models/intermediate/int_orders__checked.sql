@@ -5,35 +5,22 @@
 with
 
 staged as (
+    {{ staged_records('Orders') }}
+),
+
+statuses as (
+    -- 4D's Status word, 1..6, as the ERP's status names; NULL when out of range.
     select
-        run_id,
-        legacy_id,
-        legacy_key,
-        order_number,
-        customer_legacy_id,
-        order_date,
-        due_date,
-        ship_date,
-        status_code,
-        case status_code
+        staged.legacy_id,
+        case staged.status_code
             when 1 then 'in_process'
             when 2 then 'approved'
             when 3 then 'backordered'
             when 4 then 'rejected'
             when 5 then 'shipped'
             when 6 then 'cancelled'
-        end as status,
-        subtotal,
-        tax_amount,
-        freight,
-        total_due,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__orders') }}
+        end as status
+    from staged
 ),
 
 live_customers as (
@@ -50,7 +37,7 @@ final as (
         staged.order_date,
         staged.due_date,
         staged.ship_date,
-        staged.status,
+        statuses.status,
         staged.subtotal,
         staged.tax_amount,
         staged.freight,
@@ -62,7 +49,7 @@ final as (
             reason_required('CustomerID', 'integer'),
             reason_required('OrderDate', 'date'),
             reason_required('Status', 'integer'),
-            "case when staged.status_code is not null and staged.status is null"
+            "case when staged.status_code is not null and statuses.status is null"
             ~ " then 'Status must be 1..6 (got ' || staged.status_code || ')' end",
             reason_negative('SubTotal', 'staged.subtotal'),
             reason_negative('TaxAmt', 'staged.tax_amount'),
@@ -71,11 +58,10 @@ final as (
         ]) }} as record_reasons,
         {{ reason_missing_parent('customer', 'staged.customer_legacy_id', 'live_customers') }}
             as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
+    inner join statuses
+        on staged.legacy_id = statuses.legacy_id
     left join live_customers
         on cast(staged.customer_legacy_id as text) = live_customers.legacy_id
 )

@@ -4,31 +4,7 @@
 with
 
 staged as (
-    select
-        run_id,
-        legacy_id,
-        legacy_key,
-        product_name,
-        description,
-        sku,
-        category,
-        price,
-        cost,
-        tax_rate,
-        is_purchased,
-        is_manufactured,
-        color,
-        weight,
-        sell_start_date,
-        sell_end_date,
-        discontinued_date,
-        parse_errors,
-        absent_fields,
-        parse_warnings,
-        source_stamp,
-        source_timestamp,
-        record_data
-    from {{ ref('stg_legacy_4d__products') }}
+    {{ staged_records('Products') }}
 ),
 
 final as (
@@ -66,10 +42,7 @@ final as (
             reason_negative('Weight', 'staged.weight'),
         ]) }} as record_reasons,
         cast(null as text) as dependency_reasons,
-        staged.parse_warnings as warnings,
-        staged.source_stamp,
-        staged.source_timestamp,
-        staged.record_data
+        {{ staged_passthrough() }}
     from staged
 )
 
