@@ -39,6 +39,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from legacy_sync import ledger
+
 from deploy.processes import stop_process_trees
 from legacy_sync.local_postgres import free_port
 from legacy_sync.local_run import airflow_env
@@ -366,14 +368,8 @@ def monitor_role(pg_server: Any, erp_url: str) -> Iterator[tuple[str, str]]:
             sql.SQL("grant connect on database {} to {}").format(sql.Identifier(dbname), sql.Identifier(role))
         )
     with psycopg.connect(erp_url, autocommit=True) as conn:
-        # What docs/deployment.md tells an administrator to run once the tables exist.
-        if conn.execute("select to_regclass('legacy_sync.sync_error') is not null").fetchone() == (True,):
-            conn.execute(sql.SQL("grant usage on schema legacy_sync to {}").format(sql.Identifier(role)))
-            conn.execute(
-                sql.SQL("grant select on legacy_sync.sync_log, legacy_sync.sync_error to {}").format(
-                    sql.Identifier(role)
-                )
-            )
+        # What the sync's first task grants on every run (and docs/deployment.md shows).
+        ledger.grant_monitor_access(conn, role)
     parts = urlsplit(erp_url)
     url = urlunsplit(parts._replace(netloc=f"{role}:{quote(password)}@{parts.hostname}:{parts.port}"))
     try:
