@@ -91,6 +91,7 @@ checked as (
         warnings,
         source_stamp,
         source_timestamp,
+        is_retry,
         record_data
     from {{ ref('int_' ~ stem ~ '__checked') }}
 ),
@@ -114,6 +115,7 @@ final as (
         checked.warnings,
         checked.source_stamp,
         checked.source_timestamp,
+        checked.is_retry,
         checked.record_data
     from checked
     left join claims
@@ -404,6 +406,7 @@ select * from final
         parse_warnings,
         source_stamp,
         source_timestamp,
+        is_retry,
         record_data
     from {{ ref('stg_legacy_4d__' ~ table.stem) }}
 {%- endmacro %}
@@ -413,6 +416,7 @@ select * from final
     {{ relation }}.parse_warnings as warnings,
     {{ relation }}.source_stamp,
     {{ relation }}.source_timestamp,
+    {{ relation }}.is_retry,
     {{ relation }}.record_data
 {%- endmacro %}
 
@@ -422,5 +426,6 @@ select * from final
     warnings,
     source_stamp,
     source_timestamp,
+    is_retry,
     record_data
 {%- endmacro %}

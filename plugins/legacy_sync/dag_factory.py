@@ -4,7 +4,9 @@ Shape of a sync run::
 
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
             -> reconcile (losses from the database, then 4D's counts) -> summarize (always runs;
-            sync_log, watermarks) -> request_approval (only when deletions are held)
+            sync_log, watermarks; fails the run when a table FAILED)
+                                                                     -> deletions_held -> request_approval
+                                                                        (only when deletions were held)
 
 The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
@@ -292,8 +294,10 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         landed = extract_and_land.expand(item=tables)
         merged = transform()
         checked = reconcile()
-        summary = summarize(tables)
-        landed >> merged >> checked >> summary >> deletions_held() >> request_approval
+        landed >> merged >> checked >> summarize(tables)
+        # Beside the summary, not after it: a run's state comes from its last tasks, and a failed
+        # summary (a FAILED table) must fail the run so alerting sees it.
+        checked >> deletions_held() >> request_approval
 
     return dag
 

@@ -56,6 +56,9 @@ RETRY_LIMIT = 10_000
 
 _NUL = b"\\u0000"
 _VALUE_ISSUES = "__value_issues"  # what the 4D client could not read faithfully (fourd/wire.py)
+READ_AGAIN = "__read_again"
+"""Marks a record read again by key because it waited for another record: still rejected, it
+stays an open reject of an earlier run rather than a new reject of this one."""
 
 
 # -- one record -> one landing row ---------------------------------------------------------------
@@ -112,7 +115,9 @@ def _copy_text(value: str) -> bytes:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").encode()
 
 
-def copy_block(entities: list[dict[str, Any]], key_attribute: str, run_id: str) -> bytes:
+def copy_block(
+    entities: list[dict[str, Any]], key_attribute: str, run_id: str, *, read_again: bool = False
+) -> bytes:
     """One page as COPY text rows ``run_id, legacy_id, payload, row_hash``: one write per page.
 
     JSON from orjson holds no raw tab or line break, so only its backslashes need doubling.
@@ -120,6 +125,8 @@ def copy_block(entities: list[dict[str, Any]], key_attribute: str, run_id: str) 
     prefix = _copy_text(run_id) + b"\t"
     out = bytearray()
     for entity in entities:
+        if read_again:
+            entity[READ_AGAIN] = True
         key, payload, row_hash = _encode(entity, key_attribute)
         out += prefix
         out += _copy_text(key)
@@ -479,7 +486,7 @@ def _land_retries(
     keys = ledger.retry_keys(conn, table, limit, exclude_run=run_id)
     if not keys:
         return 0, 0
-    return land_keys(client, conn, table, run_id, keys, attributes)
+    return land_keys(client, conn, table, run_id, keys, attributes, read_again=True)
 
 
 def land_keys(
@@ -489,6 +496,8 @@ def land_keys(
     run_id: str,
     keys: list[str],
     attributes: tuple[str, ...] | None = None,
+    *,
+    read_again: bool = False,
 ) -> tuple[int, int]:
     """Land exactly these records, read by key; a key 4D does not return is recorded as deleted.
     Returns (records landed, keys gone)."""
@@ -502,7 +511,7 @@ def land_keys(
             table.name, table.key, keys, attributes=attributes or table.attributes
         ):
             found.update(str(entity_key(e, table.key)) for e in page.entities)
-            copy.write(copy_block(page.entities, table.key, run_id))
+            copy.write(copy_block(page.entities, table.key, run_id, read_again=read_again))
     gone = [k for k in keys if k not in found]
     if gone:
         with conn.cursor() as cur:

@@ -575,12 +575,14 @@ def record_transform(
         erp = _rel("erp", table.snake_name)
         params = {"run": run_id, "table": table.name, "log": log_id}
         # This run's rejects: sync_error (the run's record) and open_reject (the standing state).
+        # A record read again by key that still waits is an earlier reject, not a new one: it
+        # stays open with its latest reasons, and is neither read nor rejected by this run.
         conn.execute("delete from legacy_sync.sync_error where sync_log_id = %(log)s", params)
         conn.execute(
             sql.SQL(
                 "insert into legacy_sync.sync_error (sync_log_id, record_id, error_message, record_data)"
                 " select %(log)s, legacy_id, rejection_reasons, record_data from {v}"
-                " where run_id = %(run)s and is_rejected order by legacy_id"
+                " where run_id = %(run)s and is_rejected and not is_retry order by legacy_id"
             ).format(v=validated),
             params,
         )
@@ -591,7 +593,9 @@ def record_transform(
                     (table_name, record_id, first_run_id, last_run_id, error_message, record_data, retry)
                 select %(table)s, legacy_id, %(run)s, %(run)s, rejection_reasons, record_data, is_retryable
                 from {v} where run_id = %(run)s and is_rejected
-                on conflict (table_name, record_id) do update set last_run_id = excluded.last_run_id,
+                on conflict (table_name, record_id) do update set
+                    last_run_id = case when excluded.record_data ? '__read_again'
+                                       then open_reject.last_run_id else excluded.last_run_id end,
                     error_message = excluded.error_message, record_data = excluded.record_data,
                     retry = excluded.retry
                 """
@@ -689,8 +693,8 @@ def _table_counts(conn: Conn, run_id: str, table: LegacyTable) -> Counts:
         sql.SQL(
             """
             select
-                (select count(*) from {v} where run_id = %(run)s),
-                (select count(*) from {v} where run_id = %(run)s and is_rejected),
+                (select count(*) from {v} where run_id = %(run)s and not (is_retry and is_rejected)),
+                (select count(*) from {v} where run_id = %(run)s and is_rejected and not is_retry),
                 (select count(*) from {erp} where updated_run_id = %(run)s and created_run_id = %(run)s),
                 (select count(*) from {erp} where updated_run_id = %(run)s and created_run_id <> %(run)s
                     and deleted_run_id is distinct from %(run)s),
@@ -724,7 +728,7 @@ def _table_counts(conn: Conn, run_id: str, table: LegacyTable) -> Counts:
 
 
 def lost_keys(conn: Conn, run_id: str, table: LegacyTable, limit: int = 10) -> tuple[int, list[str]]:
-    """Keys landed in this run that are neither live in ``erp`` nor rejected in this run: lost
+    """Keys landed in this run that are neither live in ``erp`` nor a standing reject: lost
     between staging and the ERP (needs no 4D)."""
     rows = conn.execute(
         sql.SQL(
@@ -735,8 +739,7 @@ def lost_keys(conn: Conn, run_id: str, table: LegacyTable, limit: int = 10) -> t
                     select 1 from {erp} t where t.legacy_id = s.legacy_id and not t.is_deleted)
               and not exists (
                     select 1 from legacy_sync.open_reject r
-                    where r.table_name = %(table)s and r.record_id = s.legacy_id
-                      and r.last_run_id = %(run)s)
+                    where r.table_name = %(table)s and r.record_id = s.legacy_id)
             order by s.legacy_id limit %(limit)s
             """
         ).format(raw=_rel("legacy_staging", table.raw_table), erp=_rel("erp", table.snake_name)),

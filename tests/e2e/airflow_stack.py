@@ -39,9 +39,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from legacy_sync import ledger
-
 from deploy.processes import stop_process_trees
+from legacy_sync import ledger
 from legacy_sync.local_postgres import free_port
 from legacy_sync.local_run import airflow_env
 

@@ -174,3 +174,41 @@ def test_ledger_is_the_only_writer_of_the_sync_state() -> None:
     for table in ("sync_log", "sync_error", "sync_state", "landing_batch", "open_reject"):
         assert f"legacy_sync.{table}" not in source, table
     assert ledger.Status.COMPLETED == "COMPLETED"
+
+
+def test_a_record_waiting_for_its_parent_is_read_again_each_run_but_counted_once(sync: SyncHarness) -> None:
+    template = sync.dataset.get("Orders", min(sync.dataset.keys("Orders")))
+    product = min(sync.dataset.keys("Products"))
+    waiting = sync.dataset.insert(
+        "OrderLines",
+        {
+            "OrderID": 990_001,
+            "ProductID": product,
+            "Quantity": 1,
+            "UnitPrice": 2,
+            "UnitPriceDiscount": 0,
+            "LineTotal": 2,
+        },
+    )
+    first = sync.run()
+    assert sync.log(first)["OrderLines"]["records_failed"] == 1
+    quiet = sync.run()
+    log = sync.log(quiet)["OrderLines"]
+    retried = sync.query(
+        "select records_retried from legacy_sync.landing_batch where run_id = %s and table_name = 'OrderLines'",
+        quiet,
+    )[0][0]
+    assert retried == 1  # read again by key...
+    assert (log["records_processed"], log["records_failed"], log["records_open_rejects"]) == (
+        0,
+        0,
+        1,
+    )  # ...not re-counted
+    assert log["status"] == "PARTIALLY_COMPLETED"
+    sync.dataset.insert(
+        "Orders", {**template, "OrderID": 990_001, "OrderNumber": "SO-990001"}
+    )  # the parent arrives
+    arrived = sync.run()
+    log = sync.log(arrived)["OrderLines"]
+    assert (log["records_created"], log["records_open_rejects"], log["status"]) == (1, 0, "COMPLETED")
+    assert sync.erp_row("OrderLines", waiting) is not None

@@ -58,6 +58,8 @@ def test_held_deletions_wait_for_a_person(dagbag: DagBag) -> None:
     sync = dagbag.dags["legacy_erp_sync"]
     assert sync.get_task("deletions_held").trigger_rule == "all_done"  # even after a failed table
     assert sync.get_task("request_approval").trigger_dag_id == HELD_DELETES
+    # the summary stays a last task: a FAILED table fails the run
+    assert not sync.get_task("summarize").downstream_task_ids
     held = dagbag.dags[HELD_DELETES]
     assert held.schedule is None
     decide = held.get_task("decide")

@@ -74,6 +74,7 @@ final as (
         ), '') as parse_warnings,
         {{ fourd_source_stamp('checked.payload') }} as source_stamp,
         {{ fourd_source_timestamp('checked.payload') }} as source_timestamp,
+        coalesce(checked.payload ? '__read_again', false) as is_retry,
         checked.payload as record_data,
         checked.extracted_at
     from checked
