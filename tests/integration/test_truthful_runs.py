@@ -195,7 +195,8 @@ def test_a_record_waiting_for_its_parent_is_read_again_each_run_but_counted_once
     quiet = sync.run()
     log = sync.log(quiet)["OrderLines"]
     retried = sync.query(
-        "select records_retried from legacy_sync.landing_batch where run_id = %s and table_name = 'OrderLines'",
+        "select records_retried from legacy_sync.landing_batch"
+        " where run_id = %s and table_name = 'OrderLines'",
         quiet,
     )[0][0]
     assert retried == 1  # read again by key...
