@@ -227,3 +227,18 @@ def test_settings_of_reporting_client_are_the_hooks() -> None:
     client = lineage.ReportingFourDClient(settings, None, lambda name: None)
     assert client.settings is settings
     client.close()
+
+
+def test_outside_airflow_the_pipeline_never_loads_airflow_for_lineage() -> None:
+    """The CLI, the benchmark and the suites run the pipeline without Airflow: no collector asked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from legacy_sync import lineage, pipeline\n"
+        "assert lineage.collector() is None\n"
+        "lineage.report_landing('host=db dbname=erp', 'Products', 1)\n"
+        "assert not [m for m in sys.modules if m.startswith('airflow')], 'airflow imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
