@@ -5,8 +5,11 @@ Shape of a sync run::
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
             -> reconcile (losses from the database, then 4D's counts) -> summarize (always runs;
             sync_log, watermarks; fails the run when a table FAILED)
-                                                                     -> deletions_held -> request_approval
-                                                                        (only when deletions were held)
+                                                         -> deletions_held -> request_approval
+                                                            (only when deletions were held)
+                                                         -> announce_changes (always runs; an Asset
+                                                            event per changed erp table, see
+                                                            legacy_sync.erp_assets)
 
 The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
@@ -39,6 +42,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
+from legacy_sync.erp_assets import CHANGES_ALIAS
 from legacy_sync.registry import TABLE_NAMES
 
 LEGACY_4D_CONN_ID = "legacy_4d_default"
@@ -275,6 +279,15 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                 )
             return [row.__dict__ for row in summary]
 
+        @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CHANGES_ALIAS])
+        def announce_changes() -> dict[str, dict[str, Any]]:
+            """Always runs (a failed table must not hide the others' changes): an Asset event
+            ``erp.<table>`` for each ERP table whose content this run changed, with its counts."""
+            from legacy_sync import erp_assets
+
+            context = get_current_context()
+            return erp_assets.announce(conninfo(), context["run_id"], dag_id, context["outlet_events"])
+
         @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
         def deletions_held() -> str | None:
             """What waits for a person, when this run held deletions (else nothing downstream runs)."""
@@ -296,8 +309,10 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         checked = reconcile()
         landed >> merged >> checked >> summarize(tables)
         # Beside the summary, not after it: a run's state comes from its last tasks, and a failed
-        # summary (a FAILED table) must fail the run so alerting sees it.
+        # summary (a FAILED table) must fail the run so alerting sees it. What they read was
+        # written by transform: the counts, the held deletions.
         checked >> deletions_held() >> request_approval
+        checked >> announce_changes()
 
     return dag
 
@@ -335,14 +350,18 @@ def build_held_deletes_dag() -> DAG:
             options_mapping={apply_label: "apply", keep_label: "discard"},
         )
 
-        @task
+        @task(outlets=[CHANGES_ALIAS])
         def apply() -> dict[str, int]:
-            from legacy_sync import pipeline
+            from legacy_sync import erp_assets, pipeline
 
             context = get_current_context()
-            return pipeline.decide_held_deletes(
+            applied = pipeline.decide_held_deletes(
                 conninfo(), context["run_id"], None, approve=True, decided_by="human-in-the-loop approval"
             )
+            erp_assets.announce_deletions(
+                applied, context["run_id"], HELD_DELETES_DAG_ID, context["outlet_events"]
+            )
+            return applied
 
         @task
         def discard() -> dict[str, int]:
@@ -355,6 +374,14 @@ def build_held_deletes_dag() -> DAG:
 
         decide >> [apply(), discard()]
     return dag
+
+
+def build_example_consumer_dag() -> DAG | None:
+    """``dags/examples/``: a DAG scheduled on the Asset ``erp.products``; None (no DAG) unless
+    ``LEGACY_SYNC_EXAMPLE_DAGS`` is set (see ``legacy_sync.erp_assets``)."""
+    from legacy_sync.erp_assets import build_products_consumer_dag
+
+    return build_products_consumer_dag()
 
 
 def schedule_from_env(variable: str, default: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from legacy_sync import lineage
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import DEFAULT_SESSION_COOKIES, SessionStore
 
@@ -137,7 +138,13 @@ class Legacy4DHook(BaseHook):
         # httpx logs every request at INFO: thousands of lines per table in a task log. Our own
         # progress lines (records, % of __COUNT, rate) say what matters.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        return FourDClient(self.settings(), store=self.session_store)
+        settings = self.settings()
+        # Lineage: each dataclass it reads records of is an input of the task (OpenLineage), told to
+        # Airflow's hook lineage collector. Without a lineage backend: a plain client, no cost.
+        report = lineage.fourd_read_reporter(self, settings.base_url)
+        if report is not None:
+            return lineage.ReportingFourDClient(settings, self.session_store, report)
+        return FourDClient(settings, store=self.session_store)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's "Test" button: log in and read ``$catalog``."""

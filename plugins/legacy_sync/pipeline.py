@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from legacy_sync import dbt_build, erp_db, landing, ledger, reconciliation
+from legacy_sync import dbt_build, erp_db, landing, ledger, lineage, reconciliation
 from legacy_sync.fourd import FourDClient
 from legacy_sync.ledger import HoldPolicy, Mode
 from legacy_sync.registry import get_table, select_tables
@@ -130,6 +130,7 @@ def extract_table(
         except Exception as exc:
             ledger.fail_table(conn, run_id, table.name, extract_failure_message(table.name, exc))
             raise
+    lineage.report_landing(conninfo, table.name, batch.records_landed)
     for warning in batch.warnings:
         log.warning("%s: %s", table.name, warning)
     log.info(
@@ -171,6 +172,8 @@ def transform(conninfo: str, run_id: str, target_name: str = "default") -> dict[
                     name,
                     counts.deletes_held,
                 )
+        merged = {name: outcome.verdicts.get(name, dbt_build.TableVerdict()).merged for name in landed}
+        lineage.report_transform(conn, conninfo, run_id, merged)
     return outcome.failed_tables
 
 
@@ -180,7 +183,9 @@ def reconcile(conninfo: str, run_id: str, client_factory: ClientFactory) -> dict
         tables = ledger.landed_tables(conn, run_id)
         if not tables:
             return {}
-        return reconciliation.reconcile_run(conn, run_id, [get_table(t) for t in tables], client_factory)
+        problems = reconciliation.reconcile_run(conn, run_id, [get_table(t) for t in tables], client_factory)
+        lineage.report_reconciliation(conn, conninfo, run_id)
+    return problems
 
 
 def summarize(

@@ -1,4 +1,5 @@
-"""Provider metadata: registers connection type ``legacy_4d`` with its form in the Airflow UI.
+"""Provider metadata: registers connection type ``legacy_4d`` with its form in the Airflow UI, and
+the asset URI schemes ``legacy4d`` and ``erp-postgres`` (lineage, see ``legacy_sync.lineage``).
 
 Only a provider entry point (``apache_airflow_provider`` in pyproject.toml) can add a
 connection form; plugins cannot.
@@ -74,5 +75,21 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {"host": "erp.example.com", "port": "8044", "schema": "https"},
                 },
             }
+        ],
+        # Lineage (legacy_sync/lineage.py): the 4D dataclasses the hook reads, and the ERP database's
+        # tables as the sync reports them (with row counts and reconciliation results).
+        "asset-uris": [
+            {
+                "schemes": ["legacy4d"],
+                "handler": "legacy_sync.lineage.sanitize_fourd_uri",
+                "factory": "legacy_sync.lineage.create_fourd_asset",
+                "to_openlineage_converter": "legacy_sync.lineage.fourd_to_openlineage",
+            },
+            {
+                "schemes": ["erp-postgres"],
+                "handler": "legacy_sync.lineage.sanitize_erp_uri",
+                "factory": "legacy_sync.lineage.create_erp_asset",
+                "to_openlineage_converter": "legacy_sync.lineage.erp_to_openlineage",
+            },
         ],
     }

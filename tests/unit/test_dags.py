@@ -73,7 +73,7 @@ def test_schedule_is_overridable_by_env(monkeypatch: pytest.MonkeyPatch) -> None
     assert bag.dags["legacy_erp_sync"].schedule == "15 */2 * * *"
 
 
-@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(DAGS_DIR.rglob("*.py")), ids=lambda p: p.name)
 def test_dag_files_only_wire(path: Path) -> None:
     """No work at parse time: a DAG file imports the factory and calls it, nothing else."""
     tree = ast.parse(path.read_text())
@@ -81,3 +81,31 @@ def test_dag_files_only_wire(path: Path) -> None:
         assert isinstance(node, ast.Expr | ast.ImportFrom | ast.Import | ast.Assign), ast.dump(node)[:80]
     imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
     assert imported == {"legacy_sync.dag_factory"}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_changed_erp_tables_are_announced_even_after_a_failed_table(dagbag: DagBag, dag_id: str) -> None:
+    from airflow.sdk import AssetAlias
+
+    announce = dagbag.dags[dag_id].get_task("announce_changes")
+    assert announce.trigger_rule == "all_done"
+    assert announce.upstream_task_ids == {"reconcile"}  # beside the summary, which stays a last task
+    # Through an alias: Airflow emits an event for every Asset a task declares when it succeeds.
+    assert announce.outlets == [AssetAlias("legacy_erp_sync.erp_changes")]
+    assert dagbag.dags[HELD_DELETES].get_task("apply").outlets == announce.outlets
+
+
+def test_example_consumer_is_off_unless_asked_for_and_then_starts_paused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk import Asset
+
+    example = DAGS_DIR / "examples" / "legacy_erp_products_consumer.py"
+    monkeypatch.delenv("LEGACY_SYNC_EXAMPLE_DAGS", raising=False)
+    assert DagBag(dag_folder=str(example)).dags == {}
+    monkeypatch.setenv("LEGACY_SYNC_EXAMPLE_DAGS", "true")
+    bag = DagBag(dag_folder=str(example))
+    assert bag.import_errors == {}
+    dag = bag.dags["legacy_erp_example_products_consumer"]
+    assert dag.is_paused_upon_creation is True
+    assert dag.timetable.asset_condition.objects == (Asset("erp.products"),)
