@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from legacy_sync import ledger, pipeline
+from legacy_sync import pipeline
 
 from .conftest import make_simulator
 from .sync_harness import SyncHarness
@@ -169,6 +169,8 @@ def test_reconcile_checks_losses_even_when_4d_cannot_be_asked(sync: SyncHarness)
 def test_ledger_is_the_only_writer_of_the_sync_state() -> None:
     """pipeline.py orders the steps; the SQL about the sync's own tables lives in the ledger."""
     import inspect
+
+    from legacy_sync import ledger
 
     source = inspect.getsource(pipeline)
     for table in ("sync_log", "sync_error", "sync_state", "landing_batch", "open_reject"):
