@@ -24,6 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from legacy_sync.ledger import Status
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
@@ -64,7 +66,7 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     )
     for column in ("table", "status", *columns):
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
-    colours = {"COMPLETED": "green", "PARTIALLY_COMPLETED": "yellow", "FAILED": "red"}
+    colours = {Status.COMPLETED: "green", Status.PARTIALLY_COMPLETED: "yellow", Status.FAILED: "red"}
     for row in summary:
         table.add_row(
             plain(row.table),
@@ -86,7 +88,7 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
         console.print(f"First {len(rejects)} rejected records:")
         for table_name, record_id, reasons in rejects:
             console.print(plain(f"  {table_name} {record_id}: {reasons}"))
-    return not any(row.status == "FAILED" for row in summary)
+    return not any(row.status == Status.FAILED for row in summary)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -265,13 +265,13 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
             """Always runs: final sync_log per table, watermarks of merged tables."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from legacy_sync import pipeline
+            from legacy_sync import ledger, pipeline
 
             context = get_current_context()
             # transform pushes a dict when it finished (even with failed tables), nothing when it crashed.
             transform_finished = context["ti"].xcom_pull(task_ids="transform") is not None
             summary = pipeline.summarize(conninfo(), context["run_id"], items, transform_finished)
-            failed = [row for row in summary if row.status == "FAILED"]
+            failed = [row for row in summary if row.status == ledger.Status.FAILED]
             if failed:
                 raise AirflowFailException(
                     f"{len(failed)} table(s) failed: "

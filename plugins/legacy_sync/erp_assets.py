@@ -28,6 +28,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, task
 
+from legacy_sync import ledger
 from legacy_sync.registry import TABLES, get_table
 
 log = logging.getLogger(__name__)
@@ -50,50 +51,31 @@ ERP_ASSETS: dict[str, Asset] = {table: erp_asset(table) for table in ERP_TABLES}
 
 
 def changes(conn: Any, run_id: str, dag_id: str | None = None) -> dict[str, dict[str, Any]]:
-    """{ERP table: the event's extra} for every ERP table whose content ``run_id`` changed.
-
-    Counts are the sync log's (from the audit columns of ``erp.<table>``), written by the transform
-    step, so they are there before the summary (which runs beside this task); the watermark range
-    is the summary's, else what the extract landed.
-    """
-    rows = conn.execute(
-        """
-        select l.table_name, l.mode, l.records_created, l.records_updated, l.records_deleted,
-            coalesce(l.watermark_from, b.watermark_from), coalesce(l.watermark_to, b.watermark_to)
-        from legacy_sync.sync_log l
-        left join legacy_sync.landing_batch b using (run_id, table_name)
-        where l.run_id = %s order by l.id
-        """,
-        (run_id,),
-    ).fetchall()
+    """{ERP table: the event's extra} for every ERP table whose content ``run_id`` changed."""
     found: dict[str, dict[str, Any]] = {}
-    for name, mode, created, updated, deleted, wm_from, wm_to in rows:
+    for change in ledger.run_changes(conn, run_id):
         extra = {
             "run_id": run_id,
             "dag_id": dag_id,
-            "table": f"erp.{get_table(name).snake_name}",
-            "legacy_table": name,
-            "mode": mode,
-            "created": int(created),
-            "updated": int(updated),
-            "deleted": int(deleted),
-            "watermark_from": wm_from,
-            "watermark_to": wm_to,
+            "table": f"erp.{get_table(change.table).snake_name}",
+            "legacy_table": change.table,
+            "mode": change.mode,
+            "created": change.created,
+            "updated": change.updated,
+            "deleted": change.deleted,
+            "watermark_from": change.watermark_from,
+            "watermark_to": change.watermark_to,
         }
-        if created or updated or deleted:
-            found[get_table(name).snake_name] = extra
-        if name == "Products":  # erp.categories: get-or-create from the products of the run
-            new = conn.execute(
-                "select count(*) from erp.categories where created_run_id = %s", (run_id,)
-            ).fetchone()
-            if new and new[0]:
-                found["categories"] = {
-                    **extra,
-                    "table": "erp.categories",
-                    "created": int(new[0]),
-                    "updated": 0,
-                    "deleted": 0,
-                }
+        if change.written:
+            found[get_table(change.table).snake_name] = extra
+        if change.categories_created:  # erp.categories: get-or-create from the products of the run
+            found["categories"] = {
+                **extra,
+                "table": "erp.categories",
+                "created": change.categories_created,
+                "updated": 0,
+                "deleted": 0,
+            }
     return dict(sorted(found.items(), key=lambda item: ERP_TABLES.index(item[0])))
 
 
@@ -118,8 +100,6 @@ def announce(conninfo: str, run_id: str, dag_id: str | None, outlet_events: Any)
     from legacy_sync import erp_db
 
     with erp_db.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("select to_regclass('legacy_sync.sync_log')").fetchone() == (None,):
-            return {}
         changed = changes(conn, run_id, dag_id)
     emit(outlet_events, changed)
     return changed

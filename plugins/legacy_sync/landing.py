@@ -549,7 +549,7 @@ def land_replay(conn: psycopg.Connection[Any], table: LegacyTable, run_id: str) 
     """
     started = time.monotonic()
     raw = sql.Identifier("legacy_staging", table.raw_table)
-    batch = Batch(table=table.name, mode=ledger.Mode.REPLAY.value, strategy="replay")
+    batch = Batch(table=table.name, mode=ledger.Mode.REPLAY.value, strategy=ledger.Mode.REPLAY.value)
     with conn.transaction():
         _forget_earlier_try(conn, raw, run_id, table)
         cursor = conn.execute(

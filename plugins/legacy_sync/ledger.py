@@ -945,6 +945,65 @@ def table_errors(conn: Conn, table: str, limit: int) -> list[tuple[str, str, str
     ]
 
 
+@dataclass(frozen=True)
+class TableChange:
+    """What one run wrote to one table's erp rows (read by the Asset events and the lineage)."""
+
+    table: str
+    mode: str
+    created: int
+    updated: int
+    deleted: int
+    watermark_from: str | None
+    watermark_to: str | None
+    categories_created: int = 0
+    """For Products: the categories the run created (erp.categories is derived from them)."""
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+def run_changes(conn: Conn, run_id: str) -> list[TableChange]:
+    """Per table of a run: rows created, updated and deleted (the transform step's counts, there
+    before the summary) and the watermark range (the summary's, else what the extract landed)."""
+    if conn.execute("select to_regclass('legacy_sync.sync_log')").fetchone() == (None,):
+        return []
+    rows = conn.execute(
+        """
+        select l.table_name, l.mode, l.records_created, l.records_updated, l.records_deleted,
+            coalesce(l.watermark_from, b.watermark_from), coalesce(l.watermark_to, b.watermark_to),
+            case when l.table_name = 'Products' then (
+                select count(*) from erp.categories where created_run_id = l.run_id) else 0 end
+        from legacy_sync.sync_log l
+        left join legacy_sync.landing_batch b using (run_id, table_name)
+        where l.run_id = %s order by l.id
+        """,
+        (run_id,),
+    ).fetchall()
+    return [TableChange(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], r[6], int(r[7])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """One table's reconciliation in a run."""
+
+    table: str
+    missing: int
+    reconciled: bool | None
+    source_count: int | None
+    message: str
+
+
+def run_reconciliations(conn: Conn, run_id: str) -> list[Reconciliation]:
+    rows = conn.execute(
+        "select table_name, records_missing, reconciled, source_count, reconcile_message"
+        " from legacy_sync.sync_log where run_id = %s and reconcile_message is not null order by id",
+        (run_id,),
+    ).fetchall()
+    return [Reconciliation(r[0], int(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
 # -- held deletions -------------------------------------------------------------------------------
 
 

@@ -359,20 +359,14 @@ def report_transform(
 
 def _rows_written(conn: psycopg.Connection[Any], run_id: str, tables: list[str]) -> dict[str, int]:
     """{erp table: rows this run created, updated or deleted} of the merged tables."""
-    if not tables:
-        return {}
-    rows = conn.execute(
-        "select table_name, records_created + records_updated + records_deleted from legacy_sync.sync_log"
-        " where run_id = %s and table_name = any(%s)",
-        (run_id, tables),
-    ).fetchall()
-    written = {get_table(name).snake_name: int(count) for name, count in rows}
-    if "Products" in tables:
-        written["categories"] = int(
-            conn.execute(
-                "select count(*) from erp.categories where created_run_id = %s", (run_id,)
-            ).fetchone()[0]  # type: ignore[index]
-        )
+    from legacy_sync import ledger
+
+    written: dict[str, int] = {}
+    for change in ledger.run_changes(conn, run_id):
+        if change.table in tables:
+            written[get_table(change.table).snake_name] = change.written
+            if change.table == "Products":
+                written["categories"] = change.categories_created
     return written
 
 
@@ -386,12 +380,14 @@ def report_reconciliation(conn: psycopg.Connection[Any], conninfo: str, run_id: 
     from legacy_sync import ledger
 
     erp = ErpDatabase.from_conninfo(conninfo)
-    rows = conn.execute(
-        "select table_name, records_missing, reconciled, source_count, reconcile_message"
-        " from legacy_sync.sync_log where run_id = %s and reconcile_message is not null order by id",
-        (run_id,),
-    ).fetchall()
-    for name, missing, reconciled, source, message in rows:
+    for result in ledger.run_reconciliations(conn, run_id):
+        name, missing, reconciled, source, message = (
+            result.table,
+            result.missing,
+            result.reconciled,
+            result.source_count,
+            result.message,
+        )
         table = get_table(name)
         assertions: list[dict[str, Any]] = [
             {

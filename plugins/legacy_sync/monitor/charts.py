@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from legacy_sync.ledger import Status
 from legacy_sync.monitor.queries import RunPoint
 
 # Colour-blind-safe palette (Okabe-Ito); each series also has its own legend entry.
@@ -87,7 +88,7 @@ def records_per_table(runs: list[RunPoint], width: int = 760) -> str:
                 + ", ".join(f"{label} {int(stats[key]):,}" for key, label, _ in SERIES)
             )
             out.append(f"<g><title>{tip}</title>")
-            if stats["status"] == "FAILED":
+            if stats["status"] == Status.FAILED:
                 cx, cy = x + bar_w / 2, base - 8
                 out.append(
                     f"<text x='{cx}' y='{cy}' text-anchor='middle' {FONT} font-size='14'"

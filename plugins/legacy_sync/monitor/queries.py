@@ -19,7 +19,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIALLY_COMPLETED")
+from legacy_sync.ledger import Status
+
+STATUSES = tuple(status.value for status in Status)
 MAX_PER_PAGE = 200
 MAX_PAGE = 100_000
 """Pages beyond this are refused (422): OFFSET stays far from bigint and from scanning millions."""
@@ -261,7 +263,7 @@ class RunPoint:
 
     @property
     def failed_tables(self) -> list[str]:
-        return sorted(name for name, t in self.tables.items() if t["status"] == "FAILED")
+        return sorted(name for name, t in self.tables.items() if t["status"] == Status.FAILED)
 
 
 def recent_runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[RunPoint]:
