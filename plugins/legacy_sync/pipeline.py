@@ -240,7 +240,7 @@ def run_once(
 
     Like the DAG, a failed table does not stop the others, and the summary always runs.
     """
-    items = prepare(conninfo, run_id, mode, tables, keys=keys)
+    items = prepare(conninfo, run_id, Mode.REPAIR if keys else mode, tables, keys=keys)
     for item in items:
         try:
             extract_table(conninfo, run_id, item, client_factory)

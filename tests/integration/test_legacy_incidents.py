@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from legacy4d_simulator import RawJson, WireValue
@@ -393,3 +394,25 @@ def test_a_bad_modified_time_is_a_warning_not_a_rejection(sync: SyncHarness) -> 
     assert not sync.rejects(run, "Customers")
     assert sync.log(run)["Customers"]["records_warned"] == 2
     sync.assert_trustworthy()
+
+
+# -- read by key: a targeted repair --------------------------------------------------------------
+
+
+def test_a_targeted_repair_rereads_exactly_the_given_records(sync: SyncHarness) -> None:
+    sync.run()
+    first, second, untouched = sorted(sync.dataset.keys("Customers"))[:3]
+    watermark = sync.watermark("Customers")
+    with psycopg.connect(sync.url, autocommit=True) as conn:  # someone edited the ERP by hand
+        conn.execute(
+            "update erp.customers set phone = 'edited', row_hash = 'x' where legacy_id = any(%s)",
+            ([str(first), str(second), str(untouched)],),
+        )
+    run = sync.run(tables=["Customers"], keys=[str(first), str(second)])
+    log = sync.log(run)
+    assert set(log) == {"Customers"} and log["Customers"]["mode"] == "repair"
+    assert log["Customers"]["records_processed"] == 2
+    assert sync.erp_row("Customers", first)["phone"] == sync.dataset.get("Customers", first)["Phone"]
+    assert sync.erp_row("Customers", second)["phone"] == sync.dataset.get("Customers", second)["Phone"]
+    assert sync.erp_row("Customers", untouched)["phone"] == "edited"  # only what was asked for
+    assert sync.watermark("Customers") == watermark
