@@ -179,9 +179,11 @@ def _still_running(dag_id: str | None, run_id: str) -> bool:
         return False
     try:
         state = get_current_context()["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id)
-    except Exception:  # a run Airflow no longer knows is not running
-        return False
-    return str(state).lower() in {"queued", "running"}
+    except Exception as exc:
+        # A run Airflow no longer knows has ended; when Airflow cannot answer, keep the run open
+        # (closing a live run would be worse than leaving a dead one for the next run to close).
+        return "not_found" not in str(exc) and "404" not in str(exc)
+    return str(getattr(state, "value", state)).lower() in {"queued", "running"}
 
 
 def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) -> DAG:

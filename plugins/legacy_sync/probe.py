@@ -116,7 +116,7 @@ def probe(client: FourDClient) -> ProbeReport:
                 a["name"] for a in body.get("attributes", []) if isinstance(a, dict) and "name" in a
             }
             entry.change_tracking = "__GlobalStamp" in attributes
-            entry.missing_fields = [f for f in table.fields if f not in attributes]
+            entry.missing_fields = [f for f in table.attributes if f not in attributes]
             entry.records = client.page(table.name, attributes=(table.key,), top=1).count
             if entry.records and (biggest is None or entry.records > biggest[0]):
                 biggest = (entry.records, table.name, table.key)
@@ -125,6 +125,6 @@ def probe(client: FourDClient) -> ProbeReport:
         _, name, key = biggest
         report.time_unit = _time_unit(client, name, key)
         report.date_filter = _date_filter(client, name)
-        fields = next(t.fields for t in TABLES if t.name == name)
+        fields = next(t.attributes for t in TABLES if t.name == name)
         report.largest_page = _largest_page(client, name, key, fields)
     return report

@@ -363,11 +363,13 @@ def test_business_keys_move_swap_and_never_collide(erp_db: str) -> None:
         ("Products", "6"): "SKU 'SKU-3' is already held by product 3 in the ERP",
     }
     # The ERP itself refuses a duplicate, whatever writes it.
-    with pytest.raises(psycopg.errors.ExclusionViolation):
-        query(erp_db, "update erp.products set sku = 'SKU-1' where legacy_id = '5'")
+    with pytest.raises(psycopg.errors.ExclusionViolation), psycopg.connect(erp_db, autocommit=True) as conn:
+        conn.execute("update erp.products set sku = 'SKU-1' where legacy_id = '5'")
 
 
 def test_the_mapping_unit_tests_pass_and_a_changed_mapping_breaks_one(erp_db: str, tmp_path: Path) -> None:
+    land_all(erp_db, "r1", good_data())
+    build(erp_db, "r1")  # dbt reads the column types of a unit test's inputs from the built models
     run_dbt(erp_db, "test", "--select", "test_type:unit", "--target-path", str(tmp_path / "ok"))
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
