@@ -223,6 +223,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                 dag_id=dag_id,
                 keys=keys or None,
                 is_running=_still_running,
+                client_factory=fourd_client,
             )
 
         @task(
