@@ -216,3 +216,158 @@ def _rel(schema: str, name: str) -> sql.Identifier:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# -- legacy-vs-ERP diff -----------------------------------------------------------------------------
+
+
+def begin_diff(conn: Conn, diff_id: str, dag_id: str | None, tables: list[str], threshold: float) -> None:
+    """Record a diff run (a retried first task changes nothing but the table list)."""
+    conn.execute(
+        "insert into legacy_sync.diff_run (diff_id, dag_id, tables, threshold) values (%s, %s, %s, %s)"
+        " on conflict (diff_id) do update set tables = excluded.tables, status = 'RUNNING',"
+        " finished_at = null",
+        (diff_id, dag_id, tables, threshold),
+    )
+
+
+def fail_diff_table(conn: Conn, diff_id: str, table: str, message: str) -> None:
+    """A table the diff could not compare (4D refused it, its mapping failed): said in words."""
+    conn.execute(
+        """
+        insert into legacy_sync.diff_table (diff_id, table_name, error_message, compared_at)
+        values (%s, %s, %s, now())
+        on conflict (diff_id, table_name) do update set error_message = excluded.error_message,
+            compared_at = now()
+        """,
+        (diff_id, table, message[:4000]),
+    )
+
+
+def diff_table_failed(conn: Conn, diff_id: str, table: str) -> bool:
+    row = conn.execute(
+        "select error_message is not null from legacy_sync.diff_table where diff_id = %s and table_name = %s",
+        (diff_id, table),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def record_diff_table(
+    conn: Conn, diff_id: str, table: str, compared: sql.Composable, keep_keys: int
+) -> dict[str, Any]:
+    """Run one table's comparison (``compared`` yields legacy_id, status, columns, reason,
+    in_fourd, in_erp, known_reject) and keep its summary and the keys that are not identical
+    (at most ``keep_keys``). Returns the summary row."""
+    with conn.transaction():
+        conn.execute(sql.SQL("create temp table diff_compared on commit drop as {}").format(compared))
+        row = conn.execute(
+            """
+            select
+                count(*) filter (where in_fourd),
+                count(*) filter (where in_erp),
+                count(*) filter (where status = 'identical'),
+                count(*) filter (where status = 'different'),
+                count(*) filter (where status = 'missing_in_erp'),
+                count(*) filter (where status = 'extra_in_erp'),
+                count(*) filter (where status = 'rejected'),
+                count(*) filter (where status = 'rejected' and known_reject)
+            from diff_compared
+            """
+        ).fetchone()
+        assert row is not None
+        fourd, erp_live, identical, different, missing, extra, rejected, known = (int(v) for v in row)
+        columns = dict(
+            conn.execute(
+                "select col, count(*) from diff_compared, unnest(columns) as col group by col order by col"
+            ).fetchall()
+        )
+        conn.execute(
+            "delete from legacy_sync.diff_key where diff_id = %s and table_name = %s", (diff_id, table)
+        )
+        kept = conn.execute(
+            """
+            insert into legacy_sync.diff_key (diff_id, table_name, legacy_id, status, columns, reason)
+            select %s, %s, legacy_id, status, columns, reason from diff_compared
+            where status <> 'identical'
+            order by status, length(legacy_id), legacy_id
+            limit %s
+            """,
+            (diff_id, table, keep_keys),
+        ).rowcount
+        base = fourd - known
+        readiness = identical / base if base > 0 else None
+        summary = {
+            "table_name": table,
+            "fourd_records": fourd,
+            "erp_live": erp_live,
+            "identical": identical,
+            "different": different,
+            "missing_in_erp": missing,
+            "extra_in_erp": extra,
+            "rejected": rejected,
+            "known_rejects": known,
+            "readiness": readiness,
+            "differing_columns": {str(k): int(v) for k, v in columns.items()},
+            "keys_kept": kept,
+        }
+        conn.execute(
+            """
+            insert into legacy_sync.diff_table (diff_id, table_name, fourd_records, erp_live, identical,
+                different, missing_in_erp, extra_in_erp, rejected, known_rejects, readiness,
+                differing_columns, keys_kept, error_message, compared_at)
+            values (%(diff)s, %(table_name)s, %(fourd_records)s, %(erp_live)s, %(identical)s, %(different)s,
+                %(missing_in_erp)s, %(extra_in_erp)s, %(rejected)s, %(known_rejects)s, %(readiness)s,
+                %(columns)s, %(keys_kept)s, null, now())
+            on conflict (diff_id, table_name) do update set fourd_records = excluded.fourd_records,
+                erp_live = excluded.erp_live, identical = excluded.identical,
+                different = excluded.different, missing_in_erp = excluded.missing_in_erp,
+                extra_in_erp = excluded.extra_in_erp, rejected = excluded.rejected,
+                known_rejects = excluded.known_rejects, readiness = excluded.readiness,
+                differing_columns = excluded.differing_columns, keys_kept = excluded.keys_kept,
+                error_message = null, compared_at = now()
+            """,
+            {**summary, "diff": diff_id, "columns": Jsonb(summary["differing_columns"])},
+        )
+    return summary
+
+
+def diff_tables(conn: Conn, diff_id: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            "select * from legacy_sync.diff_table where diff_id = %s order by table_name", (diff_id,)
+        ).fetchall()
+
+
+def finish_diff(conn: Conn, diff_id: str, status: str, readiness: float | None, message: str) -> None:
+    conn.execute(
+        "update legacy_sync.diff_run set status = %s, readiness = %s, message = %s, finished_at = now()"
+        " where diff_id = %s",
+        (status, readiness, message[:4000], diff_id),
+    )
+
+
+def latest_diff(conn: Conn) -> dict[str, Any] | None:
+    """The newest finished diff run, with its tables (``tables_detail``)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "select * from legacy_sync.diff_run where finished_at is not null"
+            " order by finished_at desc limit 1"
+        ).fetchone()
+    if row is not None:
+        row["tables_detail"] = diff_tables(conn, row["diff_id"])
+    return row
+
+
+def diff_keys(
+    conn: Conn, diff_id: str, table: str | None = None
+) -> list[tuple[str, str, str, list[str], str]]:
+    """(table, legacy_id, status, columns, reason) of a diff run's keys that are not identical."""
+    return [
+        (r[0], r[1], r[2], list(r[3]), r[4] or "")
+        for r in conn.execute(
+            "select table_name, legacy_id, status, columns, reason from legacy_sync.diff_key"
+            " where diff_id = %(diff)s and (%(table)s::text is null or table_name = %(table)s)"
+            " order by table_name, status, length(legacy_id), legacy_id",
+            {"diff": diff_id, "table": table},
+        )
+    ]
