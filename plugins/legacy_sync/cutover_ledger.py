@@ -371,3 +371,72 @@ def diff_keys(
             {"diff": diff_id, "table": table},
         )
     ]
+
+
+# -- freshness ------------------------------------------------------------------------------------
+
+
+def open_stale_alerts(conn: Conn) -> dict[str, dt.datetime]:
+    """{table: detected_at} of the stale episodes still open."""
+    return dict(
+        conn.execute(
+            "select table_name, detected_at from legacy_sync.freshness_alert where recovered_at is null"
+        ).fetchall()
+    )
+
+
+def open_stale_alert(
+    conn: Conn, table: str, last_success: dt.datetime | None, limit_minutes: int, now: dt.datetime
+) -> bool:
+    """Start a stale episode; False when one is already open (its alert went out then)."""
+    cursor = conn.execute(
+        "insert into legacy_sync.freshness_alert (table_name, last_success_at, limit_minutes, detected_at)"
+        " values (%s, %s, %s, %s) on conflict (table_name) where recovered_at is null do nothing",
+        (table, last_success, limit_minutes, now),
+    )
+    return cursor.rowcount == 1
+
+
+def close_stale_alert(conn: Conn, table: str, now: dt.datetime, run_id: str | None) -> bool:
+    """End a table's open stale episode: a run synced it again. False when none was open."""
+    cursor = conn.execute(
+        "update legacy_sync.freshness_alert set recovered_at = %s, recovered_run_id = %s"
+        " where table_name = %s and recovered_at is null",
+        (now, run_id, table),
+    )
+    return cursor.rowcount == 1
+
+
+# -- digests ----------------------------------------------------------------------------------------
+
+
+def digest_done(conn: Conn, run_id: str) -> bool:
+    """The run's digest was already decided (sent or suppressed): a retried task sends nothing."""
+    row = conn.execute("select 1 from legacy_sync.digest_log where run_id = %s", (run_id,)).fetchone()
+    return row is not None
+
+
+def last_sent_fingerprint(conn: Conn, dag_id: str | None) -> str | None:
+    row = conn.execute(
+        "select fingerprint from legacy_sync.digest_log where sent and dag_id is not distinct from %s"
+        " order by created_at desc limit 1",
+        (dag_id,),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def record_digest(
+    conn: Conn,
+    run_id: str,
+    dag_id: str | None,
+    fingerprint: str,
+    sent: bool,
+    channels: list[str],
+    subject: str,
+    body: str,
+) -> None:
+    conn.execute(
+        "insert into legacy_sync.digest_log (run_id, dag_id, fingerprint, sent, channels, subject, body)"
+        " values (%s, %s, %s, %s, %s, %s, %s) on conflict (run_id) do nothing",
+        (run_id, dag_id, fingerprint, sent, ", ".join(channels), subject, body),
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from legacy_sync import dbt_build, drift, erp_db, landing, ledger, reconciliation
+from legacy_sync import dbt_build, digest, drift, erp_db, landing, ledger, reconciliation
 from legacy_sync.fourd import FourDClient
 from legacy_sync.ledger import HoldPolicy, Mode
 from legacy_sync.registry import get_table, select_tables
@@ -243,7 +243,8 @@ def run_once(
 ) -> list[ledger.TableSummary]:
     """One whole run in this process (the suites, the benchmark): what the DAG does, in order.
 
-    Like the DAG, a failed table does not stop the others, and the summary always runs.
+    Like the DAG, a failed table does not stop the others, and the summary (then the run's
+    digest) always runs.
     """
     items = prepare(conninfo, run_id, mode, tables, keys=keys, client_factory=client_factory)
     for item in items:
@@ -259,4 +260,9 @@ def run_once(
         finished = False
     if finished:
         reconcile(conninfo, run_id, client_factory)
-    return summarize(conninfo, run_id, items, finished)
+    summary = summarize(conninfo, run_id, items, finished)
+    try:
+        digest.send(conninfo, run_id, None)
+    except Exception:
+        log.exception("could not send the run's digest")
+    return summary
