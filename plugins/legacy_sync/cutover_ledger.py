@@ -440,3 +440,32 @@ def record_digest(
         " values (%s, %s, %s, %s, %s, %s, %s) on conflict (run_id) do nothing",
         (run_id, dag_id, fingerprint, sent, ", ".join(channels), subject, body),
     )
+
+
+# -- coverage -------------------------------------------------------------------------------------
+
+
+def record_coverage(conn: Conn, report: Any, source: str) -> int:
+    """Keep one coverage report (a ``coverage.CoverageReport``); returns its id."""
+    row = conn.execute(
+        "insert into legacy_sync.coverage_report (source, taken_at, tables_unsynced, fields_unsynced,"
+        " fields_missing, tables_without_key, complete, report)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s) returning id",
+        (
+            source,
+            report.taken_at,
+            len(report.unsynced_tables),
+            report.fields_unsynced,
+            report.fields_missing,
+            len(report.without_key),
+            report.complete,
+            Jsonb(report.as_dict()),
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def diff_run(conn: Conn, diff_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("select * from legacy_sync.diff_run where diff_id = %s", (diff_id,)).fetchone()

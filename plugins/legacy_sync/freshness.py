@@ -63,7 +63,7 @@ def schedule_interval(schedule: str | None = None, now: dt.datetime | None = Non
     schedule = (schedule or os.environ.get(SCHEDULE_ENV) or DEFAULT_SCHEDULE).strip()
     if schedule in _PRESETS:
         return _PRESETS[schedule]
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     start = now or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     it = croniter(schedule, start)

@@ -3,11 +3,13 @@ columns; tolerated differences are not; the readiness score drops below its thre
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from legacy_sync import cutover_ledger, diff, erp_db, notify
+from legacy_sync import cli, cutover_ledger, diff, erp_db, notify
 from tests.capture_notifier import CapturingNotifier
 
 from .conftest import make_simulator
@@ -23,7 +25,7 @@ def sync(erp_db_url: str) -> Iterator[SyncHarness]:
 
 
 def test_the_diff_finds_exactly_the_planted_differences_and_warns(
-    sync: SyncHarness, monkeypatch: pytest.MonkeyPatch
+    sync: SyncHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(notify.NOTIFIERS_ENV, "tests.capture_notifier:CapturingNotifier")
     monkeypatch.setenv(diff.THRESHOLD_ENV, "0.999")
@@ -91,3 +93,15 @@ def test_the_diff_finds_exactly_the_planted_differences_and_warns(
     assert sync.query(
         "select count(*) from legacy_transform.int_products__validated where run_id = 'diff:test'"
     ) == [(0,)]
+
+    # The same keys as CSV for the ERP team (legacy-sync diff --show ... --csv).
+    exported = tmp_path / "diff.csv"
+    assert cli.main(["diff", "--show", "diff:test", "--csv", str(exported), "--database-url", sync.url]) == 1
+    rows = list(csv.DictReader(exported.open(encoding="utf-8-sig")))
+    assert {
+        (r["table"], r["legacy_id"], r["status"], r["columns"]) for r in rows if r["status"] != "rejected"
+    } == {
+        ("Inventory", "999999001", "extra_in_erp", ""),
+        ("Inventory", gone, "missing_in_erp", ""),
+        ("Products", product, "different", "list_price"),
+    }
