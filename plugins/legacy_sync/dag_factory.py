@@ -5,6 +5,8 @@ Shape of a sync run::
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
             -> reconcile (losses from the database, then 4D's counts) -> summarize (always runs;
             sync_log, watermarks) -> request_approval (only when deletions are held)
+                                  -> send_digest; drift_waits -> request_drift_approval
+                                     (``cutover_dags``: one digest per run; a frozen table's approval)
 
 The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
@@ -37,6 +39,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
+from legacy_sync.cutover_dags import add_sync_tasks
 from legacy_sync.registry import TABLE_NAMES
 
 LEGACY_4D_CONN_ID = "legacy_4d_default"
@@ -295,6 +298,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         checked = reconcile()
         summary = summarize(tables)
         landed >> merged >> checked >> summary >> deletions_held() >> request_approval
+        add_sync_tasks(dag_id, summary)  # the run's digest, approval of a frozen table's new structure
 
     return dag
 
