@@ -57,11 +57,23 @@ def add_sync_tasks(dag_id: str, summary: Any) -> None:
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def send_digest() -> str | None:
-        """One digest per run through the configured notifiers (an identical repeat is suppressed)."""
-        from legacy_sync import digest
+        """One digest per run through the configured notifiers (an identical repeat is suppressed).
+
+        Then it fails when a table of the run FAILED: Airflow decides a run's state by its last
+        tasks, and this is one of them, so the run is marked failed as ``summarize`` intends.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from legacy_sync import digest, erp_db, ledger
 
         context = get_current_context()
         message = digest.send(_conninfo(), context["run_id"], dag_id, context)
+        with erp_db.connect(_conninfo()) as conn:
+            failed = [r for r in ledger.run_summary(conn, context["run_id"]) if r.status == "FAILED"]
+        if failed:
+            raise AirflowFailException(
+                f"{len(failed)} table(s) failed (the digest says why): " + ", ".join(r.table for r in failed)
+            )
         return message.subject if message else None
 
     @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
@@ -125,7 +137,7 @@ def build_drift_approval_dag() -> DAG:
     return dag
 
 
-def build_diff_dag(schedule: str) -> DAG:
+def build_diff_dag(schedule: str | None) -> DAG:
     """Coverage audit, then the legacy-vs-ERP diff and the readiness score."""
     with DAG(
         dag_id=DIFF_DAG_ID,
@@ -215,7 +227,7 @@ def build_diff_dag(schedule: str) -> DAG:
     return dag
 
 
-def build_freshness_dag(schedule: str) -> DAG:
+def build_freshness_dag(schedule: str | None) -> DAG:
     """The watchdog: tables whose last successful sync is older than their limit."""
     with DAG(
         dag_id=FRESHNESS_DAG_ID,
@@ -248,5 +260,7 @@ def build_freshness_dag(schedule: str) -> DAG:
     return dag
 
 
-def schedule_from_env(variable: str, default: str) -> str:
-    return os.environ.get(variable) or default
+def schedule_from_env(variable: str, default: str) -> str | None:
+    """A cron expression or preset from the environment; ``none`` (or ``off``): on demand only."""
+    value = (os.environ.get(variable) or default).strip()
+    return None if value.lower() in ("none", "off") else value

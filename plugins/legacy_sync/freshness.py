@@ -1,6 +1,7 @@
 """Freshness: per table, the age of its last successful sync, and an alert when it is too old.
 
-A table's limit is ``registry.LegacyTable.stale_after_minutes``, else three intervals of the
+A table's limit is ``registry.LegacyTable.stale_after_minutes``, else
+``LEGACY_SYNC_STALE_AFTER_MINUTES`` (one limit for every other table), else three intervals of the
 hourly DAG's schedule (``LEGACY_SYNC_SCHEDULE``, default ``@hourly``: three hours). "Successful"
 means the table's sync log said ``COMPLETED`` or ``PARTIALLY_COMPLETED`` (it loaded; its rejects
 are listed): a table that keeps failing, or a sync that stopped running at all (paused DAG,
@@ -31,6 +32,7 @@ from legacy_sync.registry import TABLES, LegacyTable
 log = logging.getLogger(__name__)
 
 SCHEDULE_ENV = "LEGACY_SYNC_SCHEDULE"
+LIMIT_ENV = "LEGACY_SYNC_STALE_AFTER_MINUTES"
 DEFAULT_SCHEDULE = "@hourly"
 INTERVALS = 3
 _PRESETS = {
@@ -72,8 +74,13 @@ def schedule_interval(schedule: str | None = None, now: dt.datetime | None = Non
 
 
 def limit_for(table: LegacyTable, schedule: str | None = None) -> dt.timedelta:
+    """The registry's limit of the table, else ``LEGACY_SYNC_STALE_AFTER_MINUTES``, else three
+    intervals of the hourly DAG's schedule."""
     if table.stale_after_minutes is not None:
         return dt.timedelta(minutes=table.stale_after_minutes)
+    configured = os.environ.get(LIMIT_ENV, "").strip()
+    if configured:
+        return dt.timedelta(minutes=float(configured))
     return INTERVALS * schedule_interval(schedule)
 
 
