@@ -45,7 +45,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -354,7 +354,7 @@ def outcome_of(diff_id: str, rows: list[dict[str, Any]], limit: float) -> DiffOu
     return DiffOutcome(diff_id, rows, readiness, limit, warnings, failures)
 
 
-def notify_readiness(outcome: DiffOutcome, context: dict[str, Any] | None = None) -> list[str]:
+def notify_readiness(outcome: DiffOutcome, context: Mapping[str, Any] | None = None) -> list[str]:
     """Send the readiness warning through the configured notifiers (only when something warns)."""
     if not outcome.warnings:
         return []

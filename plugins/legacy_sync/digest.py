@@ -46,7 +46,8 @@ inner join legacy_sync.sync_log as l on l.id = e.sync_log_id
 cross join lateral unnest(string_to_array(e.error_message, '; ')) as reason (text)
 cross join lateral (
     select regexp_replace(
-        regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'), '-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
+        regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'),
+        '(?<![+])-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
     ) as pattern
 ) as folded
 where l.run_id = %s
@@ -62,7 +63,8 @@ from legacy_sync.open_reject as o
 cross join lateral unnest(string_to_array(o.error_message, '; ')) as reason (text)
 cross join lateral (
     select regexp_replace(
-        regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'), '-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
+        regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'),
+        '(?<![+])-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
     ) as pattern
 ) as folded
 where o.table_name = any(%s)
