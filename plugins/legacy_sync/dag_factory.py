@@ -67,6 +67,10 @@ Moves the legacy 4D ERP's tables ({tables}) into the ERP database: extract over 
    table. Approve or discard them in the `{held_dag}` run waiting for you, or trigger this DAG with
    `apply_held_deletes`.
 
+7. A table FAILED with *is frozen*: 4D's structure of a `freeze`-policy table changed in a breaking way.
+   Accept it in the `legacy_erp_schema_drift` run waiting for you (or `legacy-sync drift --accept T`).
+   `send_digest` fails when a table failed: it is the run's last word; its digest says why.
+
 Watermarks move only in `summarize`, after the data is merged: re-running is always safe.
 """
 
