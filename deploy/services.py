@@ -312,5 +312,13 @@ COMPOSE_SITE = Site(
     extra={
         "LEGACY_SYNC_SCHEDULE": compose_var("LEGACY_SYNC_SCHEDULE", "@hourly"),
         "LEGACY_SYNC_FULL_SCHEDULE": compose_var("LEGACY_SYNC_FULL_SCHEDULE", "@weekly"),
+        # Cutover confidence (README "Cutover confidence"): empty means the built-in default.
+        "LEGACY_SYNC_DIFF_SCHEDULE": compose_var("LEGACY_SYNC_DIFF_SCHEDULE", "@weekly"),
+        "LEGACY_SYNC_FRESHNESS_SCHEDULE": compose_var("LEGACY_SYNC_FRESHNESS_SCHEDULE", "*/15 * * * *"),
+        "LEGACY_SYNC_READINESS_THRESHOLD": compose_var("LEGACY_SYNC_READINESS_THRESHOLD", ""),
+        "LEGACY_SYNC_DRIFT_POLICY": compose_var("LEGACY_SYNC_DRIFT_POLICY", ""),
+        "LEGACY_SYNC_NOTIFIERS": compose_var("LEGACY_SYNC_NOTIFIERS", ""),
+        "LEGACY_SYNC_NOTIFY_EMAIL": compose_var("LEGACY_SYNC_NOTIFY_EMAIL", ""),
+        "LEGACY_SYNC_NOTIFY_FROM": compose_var("LEGACY_SYNC_NOTIFY_FROM", ""),
     },
 )

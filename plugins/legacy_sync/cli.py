@@ -6,6 +6,8 @@
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
 - ``legacy-sync session [--release]``: the shared 4D session (a client licence); ``--release`` logs
   it out of 4D and forgets it.
+- ``legacy-sync coverage`` / ``diff`` / ``drift`` / ``freshness``: cutover confidence (see
+  :mod:`legacy_sync.cutover_cli`).
 - ``legacy-sync check-secrets [--env-file .env] [--for compose|airflow]``: refuse placeholder or
   weak secrets (see :mod:`legacy_sync.secret_policy`).
 - ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
@@ -281,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)")
     session.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
     session.set_defaults(func=cmd_session)
+
+    from legacy_sync.cutover_cli import add_commands
+
+    add_commands(sub)  # coverage, diff, drift, freshness (issue 18)
 
     sub.add_parser(
         "check-secrets",

@@ -4,12 +4,11 @@ Shape of a sync run::
 
     prepare -> extract_and_land[table] (mapped, pool legacy_4d) -> transform (dbt build)
             -> reconcile (losses from the database, then 4D's counts) -> summarize (always runs;
-            sync_log, watermarks; fails the run when a table FAILED)
-                                                         -> deletions_held -> request_approval
-                                                            (only when deletions were held)
-                                                         -> announce_changes (always runs; an Asset
-                                                            event per changed erp table, see
-                                                            legacy_sync.erp_assets)
+            sync_log, watermarks) -> send_digest (one digest per run; fails the run when a
+                                     table FAILED, as a run's state comes from its last tasks)
+                                  -> drift_waits -> request_drift_approval (a frozen table's approval)
+                       -> deletions_held -> request_approval (only when deletions were held)
+                       -> announce_changes (always runs; an Asset event per changed erp table)
 
 The task bodies live in ``legacy_sync.pipeline``; this module only wires them.
 
@@ -42,6 +41,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
+from legacy_sync.cutover_dags import add_sync_tasks
 from legacy_sync.erp_assets import CHANGES_ALIAS
 from legacy_sync.registry import TABLE_NAMES
 
@@ -69,6 +69,10 @@ Moves the legacy 4D ERP's tables ({tables}) into the ERP database: extract over 
 6. Deletions held (`records_deletes_held`): a run would have deleted more than the allowed share of a
    table. Approve or discard them in the `{held_dag}` run waiting for you, or trigger this DAG with
    `apply_held_deletes`.
+
+7. A table FAILED with *is frozen*: 4D's structure of a `freeze`-policy table changed in a breaking way.
+   Accept it in the `legacy_erp_schema_drift` run waiting for you (or `legacy-sync drift --accept T`).
+   `send_digest` fails when a table failed: it is the run's last word; its digest says why.
 
 Watermarks move only in `summarize`, after the data is merged: re-running is always safe.
 """
@@ -231,6 +235,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
                 dag_id=dag_id,
                 keys=keys or None,
                 is_running=_still_running,
+                client_factory=fourd_client,
             )
 
         @task(
@@ -309,12 +314,13 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         landed = extract_and_land.expand(item=tables)
         merged = transform()
         checked = reconcile()
-        landed >> merged >> checked >> summarize(tables)
-        # Beside the summary, not after it: a run's state comes from its last tasks, and a failed
-        # summary (a FAILED table) must fail the run so alerting sees it. What they read was
-        # written by transform: the counts, the held deletions.
+        summary = summarize(tables)
+        landed >> merged >> checked >> summary
+        # Beside the summary: what they read was written by transform (the counts, the held
+        # deletions), and a person hears of held deletions even when a table failed.
         checked >> deletions_held() >> request_approval
         checked >> announce_changes()
+        add_sync_tasks(dag_id, summary)  # the run's digest, approval of a frozen table's new structure
 
     return dag
 

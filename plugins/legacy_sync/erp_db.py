@@ -11,7 +11,19 @@ MONITOR_CONN_ID = "erp_postgres_monitor"
 """The sync monitor's own connection: a SELECT-only role on the ledger tables it shows."""
 MONITOR_ROLE_ENV = "LEGACY_SYNC_MONITOR_ROLE"
 DEFAULT_MONITOR_ROLE = "legacy_sync_monitor"
-MONITOR_TABLES = ("sync_log", "sync_error", "sync_warning", "held_delete")
+MONITOR_TABLES = (
+    "sync_log",
+    "sync_error",
+    "sync_warning",
+    "held_delete",
+    # the Cutover page (issue 18)
+    "schema_drift",
+    "coverage_report",
+    "diff_run",
+    "diff_table",
+    "diff_key",
+    "freshness_alert",
+)
 
 
 def conninfo_from_airflow(conn_id: str = ERP_CONN_ID, application_name: str = "legacy-erp-sync") -> str:

@@ -302,10 +302,15 @@ def _modified_date(entity: dict[str, Any]) -> dt.date | None:
         return None
 
 
-def check_catalog(client: FourDClient, table: LegacyTable) -> tuple[dict[str, Any], list[str]]:
-    """4D's attributes of the table; fails when a registry field is not exposed at all."""
-    attributes = client.attributes(table.name)
-    missing = [f for f in table.attributes if f not in attributes]
+def check_catalog(
+    client: FourDClient, table: LegacyTable, attributes: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """4D's attributes of the table (``attributes`` when the drift check already read them); fails
+    when a registry field the mapping needs is not exposed at all. A missing warn-only field (not
+    mapped, e.g. ModifiedTime) is left out of the read: the records load with a warning."""
+    attributes = client.attributes(table.name) if attributes is None else attributes
+    optional = {f.name for f in table.fields if f.warn_only}
+    missing = [f for f in table.attributes if f not in attributes and f not in optional]
     if missing:
         raise FourDError(
             f"{table.name}: 4D's catalog lacks field(s) {', '.join(missing)}; they may have been renamed or "
@@ -319,7 +324,17 @@ def check_catalog(client: FourDClient, table: LegacyTable) -> tuple[dict[str, An
         and attributes[a].get("kind", "storage") == "storage"
     )
     warnings = [f"4D exposes fields the registry does not sync: {', '.join(extra)}"] if extra else []
+    absent = [f for f in table.attributes if f not in attributes]
+    if absent:
+        warnings.append(f"4D no longer sends {', '.join(absent)} (not mapped): read without it")
     return attributes, warnings
+
+
+def wanted_attributes(table: LegacyTable, attributes: dict[str, Any]) -> tuple[str, ...]:
+    """What ``$attributes`` asks for: the registry's fields 4D has, and ``__GlobalStamp`` when the
+    table is tracked (the version the merge compares)."""
+    fields = tuple(a for a in table.attributes if a in attributes)
+    return (*fields, "__GlobalStamp") if "__GlobalStamp" in attributes else fields
 
 
 # -- landing -----------------------------------------------------------------------------------
@@ -361,12 +376,16 @@ def land_table(
     window: RunWindow | None = None,
     policy: HoldPolicy | None = None,
     retry_limit: int = RETRY_LIMIT,
+    catalog: dict[str, Any] | None = None,
 ) -> Batch:
-    """Extract ``table`` per its plan and land it for ``run_id`` in one transaction."""
+    """Extract ``table`` per its plan and land it for ``run_id`` in one transaction.
+
+    ``catalog``: 4D's attributes of the table when the caller read them already (drift check).
+    """
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
     policy = policy or HoldPolicy()
-    attributes, warnings = check_catalog(client, table)
+    attributes, warnings = check_catalog(client, table, catalog)
     window = window or measure_window(client)
     plan = plan_extract(client, table, attributes, mode, state, window.stamp)
     batch = Batch(
@@ -381,7 +400,7 @@ def land_table(
         batch.watermark_to = str(end) if end is not None else None
 
     # A tracked table's records carry their __GlobalStamp: the version the merge compares.
-    wanted = (*table.attributes, "__GlobalStamp") if "__GlobalStamp" in attributes else table.attributes
+    wanted = wanted_attributes(table, attributes)
     raw = sql.Identifier("legacy_staging", table.raw_table)
     with conn.transaction():
         _forget_earlier_try(conn, raw, run_id, table)
@@ -530,7 +549,7 @@ def land_repair(
     """A targeted repair: read exactly ``keys`` again and land them; no watermark moves."""
     started = time.monotonic()
     attributes, _ = check_catalog(client, table)
-    wanted = (*table.attributes, "__GlobalStamp") if "__GlobalStamp" in attributes else table.attributes
+    wanted = wanted_attributes(table, attributes)
     batch = Batch(table=table.name, mode=ledger.Mode.REPAIR.value, strategy="by_key")
     raw = sql.Identifier("legacy_staging", table.raw_table)
     with conn.transaction():

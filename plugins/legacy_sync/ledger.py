@@ -1079,3 +1079,24 @@ def prune_landed(conn: Conn, keep_days: int) -> int:
         removed += cursor.rowcount
     conn.execute("delete from legacy_staging.deleted_records_raw where run_id = any(%s)", (runs,))
     return removed
+
+
+def forget_landing(conn: Conn, run_id: str, tables: Iterable[LegacyTable]) -> int:
+    """Drop what ``run_id`` landed for ``tables`` (raw rows, deleted keys, landing batches): a
+    legacy-vs-ERP diff cleans up after itself, and before a retry of one of its tables."""
+    removed = 0
+    for table in tables:
+        cursor = conn.execute(
+            sql.SQL("delete from {} where run_id = %s").format(_rel("legacy_staging", table.raw_table)),
+            (run_id,),
+        )
+        removed += cursor.rowcount
+        conn.execute(
+            "delete from legacy_staging.deleted_records_raw where run_id = %s and table_name = %s",
+            (run_id, table.name),
+        )
+        conn.execute(
+            "delete from legacy_sync.landing_batch where run_id = %s and table_name = %s",
+            (run_id, table.name),
+        )
+    return removed

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from legacy_sync import dbt_build, erp_db, landing, ledger, lineage, reconciliation
+from legacy_sync import dbt_build, drift, erp_db, landing, ledger, lineage, reconciliation
 from legacy_sync.fourd import FourDClient
 from legacy_sync.ledger import HoldPolicy, Mode
 from legacy_sync.registry import get_table, select_tables
@@ -68,9 +68,13 @@ def prepare(
     dag_id: str | None = None,
     keys: list[str] | None = None,
     is_running: RunCheck = only_this_run,
+    client_factory: ClientFactory | None = None,
 ) -> list[dict[str, Any]]:
     """Apply our schema, close runs that ended without a summary, record this run and mark its
-    tables RUNNING. Returns one work item per table for the extract tasks."""
+    tables RUNNING. Returns one work item per table for the extract tasks.
+
+    With ``client_factory``, a run that reads 4D's changes first renews the shared 4D session, so
+    it sees 4D's current structure (``drift.renew_session``)."""
     mode = Mode(mode)
     selected = select_tables(tables)
     if mode is Mode.REPAIR and len(selected) != 1:
@@ -79,6 +83,8 @@ def prepare(
         ledger.apply_schema(conn)
         ledger.close_interrupted(conn, run_id, is_running)
         ledger.begin_run(conn, run_id, mode, [t.name for t in selected], dag_id)
+        if client_factory is not None and mode.moves_watermarks:
+            drift.renew_session(conn, run_id, client_factory)
         removed = ledger.prune_landed(conn, STAGING_KEEP_DAYS)
         if removed:
             log.info("dropped %d staged rows of runs older than %d days", removed, STAGING_KEEP_DAYS)
@@ -93,6 +99,8 @@ def extract_failure_message(table: str, exc: BaseException) -> str:
             "even after retries. Check that the 4D server is up and reachable; if it drops large pages, "
             "lower the `page_size` of the legacy_4d_default connection."
         )
+    if isinstance(exc, drift.DriftBlocked):
+        return str(exc)
     if isinstance(exc, psycopg.Error):
         return f"could not land {table} in the ERP database: {type(exc).__name__}: {exc}".strip()
     return f"could not read {table} from 4D: {exc}"
@@ -115,6 +123,7 @@ def extract_table(
                     if mode is Mode.REPAIR:
                         batch = landing.land_repair(client, conn, table, run_id, list(item["keys"]))
                     else:
+                        catalog = drift.check_table(conn, run_id, table, client)
                         window = ledger.run_window(conn, run_id, lambda: landing.measure_window(client))
                         state = ledger.read_state(conn, table)
                         batch = landing.land_table(
@@ -126,6 +135,7 @@ def extract_table(
                             state,
                             window=window,
                             policy=hold_policy(),
+                            catalog=catalog,
                         )
         except Exception as exc:
             ledger.fail_table(conn, run_id, table.name, extract_failure_message(table.name, exc))
@@ -238,9 +248,12 @@ def run_once(
 ) -> list[ledger.TableSummary]:
     """One whole run in this process (the suites, the benchmark): what the DAG does, in order.
 
-    Like the DAG, a failed table does not stop the others, and the summary always runs.
+    Like the DAG, a failed table does not stop the others, and the summary (then the run's
+    digest) always runs.
     """
-    items = prepare(conninfo, run_id, Mode.REPAIR if keys else mode, tables, keys=keys)
+    items = prepare(
+        conninfo, run_id, Mode.REPAIR if keys else mode, tables, keys=keys, client_factory=client_factory
+    )
     for item in items:
         try:
             extract_table(conninfo, run_id, item, client_factory)
@@ -254,4 +267,11 @@ def run_once(
         finished = False
     if finished:
         reconcile(conninfo, run_id, client_factory)
-    return summarize(conninfo, run_id, items, finished)
+    summary = summarize(conninfo, run_id, items, finished)
+    try:
+        from legacy_sync import digest  # its notifiers load Airflow: only when a digest goes out
+
+        digest.send(conninfo, run_id, None)
+    except Exception:
+        log.exception("could not send the run's digest")
+    return summary

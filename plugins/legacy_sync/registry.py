@@ -30,6 +30,16 @@ class Strategy(StrEnum):
     """Full extract every time; unchanged rows are skipped by row-hash comparison."""
 
 
+class DriftPolicy(StrEnum):
+    """What a run does when 4D's ``$catalog`` of a table changed since the last run (``drift.py``)."""
+
+    EVOLVE = "evolve"
+    """Report every change once and load on with whatever 4D still sends."""
+    FREEZE = "freeze"
+    """A breaking change (key or registry field removed, table un-exposed) fails the table, with
+    the diff as its reason, until a person accepts the new structure; other changes are reported."""
+
+
 class Wire(StrEnum):
     """How 4D sends a value over REST (docs/4d-rest-protocol.md §3.4), as dbt parses it."""
 
@@ -83,6 +93,11 @@ class LegacyTable:
     business_key: str | None = None
     """An ERP column unique among live rows (SKU, account/order/invoice number)."""
     strategy: Strategy = Strategy.GLOBAL_STAMP
+    drift_policy: DriftPolicy = DriftPolicy.EVOLVE
+    """What a change of 4D's structure does to the table (``LEGACY_SYNC_DRIFT_POLICY`` may override)."""
+    stale_after_minutes: int | None = None
+    """Alert when the last successful sync of the table is older than this; None: three intervals
+    of the hourly DAG's schedule (``freshness.py``)."""
 
     @cached_property
     def snake_name(self) -> str:

@@ -2,9 +2,14 @@
 
 One stack for the module. Two runs produce what the monitor shows: the scheduled run that starts
 when the DAG is unpaused (every table, some records rejected by validation), then a manual run in
-which 4D refuses the Invoices table (Invoices FAILED, the rest loads). The browser signs in, opens
-"Legacy sync" from Airflow's navigation, filters, opens a log with rejected records, downloads the
-CSV, follows the run to Airflow, and leaves screenshots in ``test-artifacts/monitor/``.
+which 4D refuses the Invoices table (Invoices FAILED, the rest loads) after the 4D developer added a
+field (schema drift). Then the cutover DAGs run: ``legacy_erp_diff`` (coverage and the
+legacy-vs-ERP diff, with one difference planted in ``erp``) and the ``legacy_erp_freshness``
+watchdog (a limit of one minute, so the Invoices table, not synced since the first run, is stale).
+The browser signs in, opens "Legacy sync" from Airflow's navigation, filters, opens a log with
+rejected records, downloads the CSV, follows the run to Airflow, opens the Cutover page (readiness,
+trend, differing keys as CSV, freshness, drift, coverage), and leaves screenshots in
+``test-artifacts/monitor/``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ playwright_api = pytest.importorskip(
 expect = playwright_api.expect
 
 DAG_ID = "legacy_erp_sync"
+DIFF_DAG_ID = "legacy_erp_diff"
+FRESHNESS_DAG_ID = "legacy_erp_freshness"
 USER, PASSWORD = "sync", "e2e-password"
 CHROMIUM = "/usr/bin/chromium"
 # No network here: keep Chromium from phoning home (see docs/environment).
@@ -53,15 +60,17 @@ class Synced:
     stack: AirflowStack
     scheduled_run: str
     failed_run: str
+    diff_run: str
+    planted_product: str
 
 
-def _wait_for_first_scheduled_run(stack: AirflowStack, timeout: float = 240) -> str:
+def _wait_for_first_scheduled_run(stack: AirflowStack, dag_id: str = DAG_ID, timeout: float = 240) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        scheduled = stack.dag_runs(DAG_ID, run_type=["scheduled"])
+        scheduled = stack.dag_runs(dag_id, run_type=["scheduled"])
         if scheduled:
             run_id = str(scheduled[0]["dag_run_id"])
-            assert stack.wait_for_run(DAG_ID, run_id, timeout) == "success"
+            assert stack.wait_for_run(dag_id, run_id, timeout) == "success"
             return run_id
         time.sleep(1)
     raise AssertionError(f"the scheduler started no run\n{stack.log_tails()}")
@@ -75,18 +84,34 @@ def synced(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with (
             SimulatorServer(Dataset.generate(2000, seed=7, dirty=0.03), config) as sim,
             running_stack(
-                pg_server, tmp_path_factory.mktemp("airflow-ui"), FourD(sim.base_url, USER, PASSWORD), erp_url
+                pg_server,
+                tmp_path_factory.mktemp("airflow-ui"),
+                FourD(sim.base_url, USER, PASSWORD),
+                erp_url,
+                # The diff only on demand here; a table is stale one minute after its last sync.
+                extra_env={"LEGACY_SYNC_DIFF_SCHEDULE": "none", "LEGACY_SYNC_STALE_AFTER_MINUTES": "1"},
             ) as stack,
         ):
             stack.unpause(DAG_ID)  # the scheduler starts this hour's run at once
             scheduled_run = _wait_for_first_scheduled_run(stack)
+            sim.schema.add_field("Customers", "Region", "string", "EU")  # the 4D developer adds a field
             sim.faults.set("refuse_table", table="Invoices", hidden=True)
             try:
                 failed_run = stack.trigger(DAG_ID, {})
                 assert stack.wait_for_run(DAG_ID, failed_run, 240) == "failed"
             finally:
                 sim.faults.clear()
-            yield Synced(stack, scheduled_run, failed_run)
+            with psycopg.connect(erp_url, autocommit=True) as conn:  # a difference for the diff to find
+                [(planted,)] = conn.execute(
+                    "update erp.products set list_price = list_price + 1"
+                    " where id = (select min(id) from erp.products where not is_deleted) returning legacy_id"
+                ).fetchall()
+            stack.unpause(DIFF_DAG_ID)
+            diff_run = stack.trigger(DIFF_DAG_ID, {})
+            assert stack.wait_for_run(DIFF_DAG_ID, diff_run, 300) == "success"
+            stack.unpause(FRESHNESS_DAG_ID)  # its first run starts at once: Invoices is stale
+            _wait_for_first_scheduled_run(stack, FRESHNESS_DAG_ID)
+            yield Synced(stack, scheduled_run, failed_run, diff_run, planted)
     finally:
         pg_server.drop_database(erp_url)
 
@@ -203,6 +228,47 @@ def test_a_signed_in_user_finds_failed_tables_and_rejected_records(synced: Synce
     page.get_by_role("link", name="Sync log", exact=True).click()
     page.frame_locator("iframe").locator("#run-tables").wait_for()
     _shot(page, "05-airflow-run-page-sync-log-tab")
+
+
+def test_the_cutover_page_shows_readiness_freshness_drift_and_coverage(synced: Synced, page: Any) -> None:
+    stack = synced.stack
+    _sign_in(page, stack)
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Legacy sync").click()
+    monitor = page.frame_locator("iframe")
+    monitor.locator("#cutover-link").click()
+    monitor.get_by_role("heading", name="Cutover: can the legacy ERP be switched off?").wait_for()
+
+    # Readiness: the diff found the one planted difference, with its column, and the trend is drawn.
+    expect(monitor.locator("#card-readiness b")).to_contain_text("%")
+    expect(monitor.locator("#diff-tables tbody tr")).to_have_count(7)
+    expect(monitor.locator("#diff-tables tr[data-table='Products']")).to_contain_text("list_price (1)")
+    assert monitor.locator("#readiness-chart svg polyline, #readiness-chart svg circle").count() >= 1
+    # Freshness: Invoices has not synced since the first run; the watchdog alerted once.
+    invoices = monitor.locator("#freshness-tables tr[data-table='Invoices']")
+    expect(invoices).to_contain_text("stale")
+    expect(invoices).to_contain_text("alerted")
+    # Drift: the field the 4D developer added (info) and the table 4D stopped showing (breaking).
+    drift = monitor.locator("#drift-rows")
+    expect(drift).to_contain_text("new field Region")
+    expect(drift.locator("tr", has_text="Invoices")).to_contain_text("breaking")
+    # Coverage: the new field is not synced.
+    expect(monitor.locator("#coverage-verdict")).to_contain_text("No:")
+    expect(monitor.locator("#coverage-findings")).to_contain_text("Customers.Region")
+    _shot(page, "06-cutover")
+
+    with page.expect_download() as download_info:
+        monitor.locator("#diff-csv-link").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text(encoding="utf-8-sig"))))
+    assert ("Products", synced.planted_product, "different", "list_price") in {
+        (r["table"], r["legacy_id"], r["status"], r["columns"]) for r in rows
+    }
+    # One digest per sync run (no notifier configured here: decided and logged, not suppressed).
+    with psycopg.connect(stack.erp_url) as conn:
+        digests = conn.execute(
+            "select run_id, sent from legacy_sync.digest_log order by created_at"
+        ).fetchall()
+    assert digests == [(synced.scheduled_run, True), (synced.failed_run, True)]
 
 
 def test_a_browser_that_never_signed_in_is_sent_to_sign_in(synced: Synced, browser: Any) -> None:

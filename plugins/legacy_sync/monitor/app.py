@@ -439,6 +439,9 @@ def create_app() -> FastAPI:
             end=max(ends, default=None),
         )
 
+    from legacy_sync.monitor import cutover
+
+    cutover.add_routes(app, _render, lambda: _connect(_conninfo()), _cell, queries.CSV_BATCH)
     return app
 
 

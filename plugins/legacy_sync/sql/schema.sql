@@ -163,3 +163,120 @@ alter table legacy_sync.landing_batch add column if not exists hold_reason text;
 -- The first release allowed only full / incremental / replay; targeted repairs and approvals came later.
 alter table legacy_sync.sync_log drop constraint if exists sync_log_mode_check;
 alter table legacy_sync.landing_batch drop constraint if exists landing_batch_mode_check;
+
+-- Cutover confidence (issue 18): written only by plugins/legacy_sync/cutover_ledger.py.
+
+-- 4D's $catalog of each synced table as the last run saw it (what the next run compares with).
+-- `pending_*`: a structure a freeze-policy table waits on, until a person accepts it.
+create table if not exists legacy_sync.catalog_snapshot (
+    table_name         text        primary key,
+    exposed            boolean     not null,
+    attributes         jsonb       not null,   -- {name: {type, kind, identifying, scope, ...}}
+    pending_exposed    boolean,
+    pending_attributes jsonb,
+    run_id             text        not null,   -- the run that took it
+    taken_at           timestamptz not null default now()
+);
+
+-- Each structure change of 4D, reported once: severity info / warning / breaking, the table's
+-- policy, and what became of it (REPORTED: loaded on; PENDING: a frozen table waits for a person;
+-- APPROVED: accepted; REVERTED: 4D went back to the structure the sync knows).
+create table if not exists legacy_sync.schema_drift (
+    id           bigint generated always as identity primary key,
+    run_id       text        not null,
+    table_name   text        not null,
+    attribute    text,                    -- null for the table itself (exposure)
+    change       text        not null,    -- added / removed / retyped / resized / key / exposure ...
+    severity     text        not null check (severity in ('info', 'warning', 'breaking')),
+    policy       text        not null,
+    status       text        not null check (status in ('REPORTED', 'PENDING', 'APPROVED', 'REVERTED')),
+    before       jsonb,
+    after        jsonb,
+    message      text        not null,
+    detected_at  timestamptz not null default now(),
+    decided_by   text,
+    decided_at   timestamptz
+);
+create index if not exists schema_drift_table on legacy_sync.schema_drift (table_name, id desc);
+create index if not exists schema_drift_run on legacy_sync.schema_drift (run_id);
+
+-- Coverage audits: what 4D's REST user can see that the sync does not move (one report each).
+create table if not exists legacy_sync.coverage_report (
+    id                 bigint generated always as identity primary key,
+    source             text        not null,   -- a DAG run id or `cli`
+    taken_at           timestamptz not null default now(),
+    tables_unsynced    integer     not null,
+    fields_unsynced    integer     not null,
+    fields_missing     integer     not null,
+    tables_without_key integer     not null,
+    complete           boolean     not null,   -- nothing of the above: everything 4D shows is synced
+    report             jsonb       not null
+);
+
+-- Legacy-vs-ERP diffs: one row per diff run, one per table of it, and the keys that differ.
+create table if not exists legacy_sync.diff_run (
+    diff_id      text        primary key,
+    dag_id       text,
+    tables       text[]      not null,
+    status       text        not null default 'RUNNING'
+        check (status in ('RUNNING', 'READY', 'BELOW_THRESHOLD', 'FAILED')),
+    readiness    numeric,                 -- overall share of 4D records identical in erp (0..1)
+    threshold    numeric     not null,
+    message      text,
+    started_at   timestamptz not null default now(),
+    finished_at  timestamptz
+);
+create table if not exists legacy_sync.diff_table (
+    diff_id           text        not null references legacy_sync.diff_run (diff_id) on delete cascade,
+    table_name        text        not null,
+    fourd_records     bigint      not null default 0,
+    erp_live          bigint      not null default 0,
+    identical         bigint      not null default 0,
+    different         bigint      not null default 0,
+    missing_in_erp    bigint      not null default 0,
+    extra_in_erp      bigint      not null default 0,
+    rejected          bigint      not null default 0,  -- the mapping rejects 4D's record
+    known_rejects     bigint      not null default 0,  -- ... and the sync already lists it as a reject
+    readiness         numeric,                         -- identical / (fourd_records - known_rejects)
+    differing_columns jsonb       not null default '{}'::jsonb,  -- {column: records}
+    keys_kept         bigint      not null default 0,
+    error_message     text,
+    compared_at       timestamptz,
+    primary key (diff_id, table_name)
+);
+create table if not exists legacy_sync.diff_key (
+    diff_id    text   not null references legacy_sync.diff_run (diff_id) on delete cascade,
+    table_name text   not null,
+    legacy_id  text   not null,
+    status     text   not null check (status in ('different', 'missing_in_erp', 'extra_in_erp', 'rejected')),
+    columns    text[] not null default '{}',
+    reason     text,
+    primary key (diff_id, table_name, legacy_id)
+);
+
+-- Freshness: one row per episode of a table older than its limit; the alert goes out once, at the
+-- start of an episode, and the episode closes when a run syncs the table again.
+create table if not exists legacy_sync.freshness_alert (
+    id               bigint generated always as identity primary key,
+    table_name       text        not null,
+    last_success_at  timestamptz,
+    limit_minutes    integer     not null,
+    detected_at      timestamptz not null default now(),
+    recovered_at     timestamptz,
+    recovered_run_id text
+);
+create unique index if not exists freshness_alert_open
+    on legacy_sync.freshness_alert (table_name) where recovered_at is null;
+
+-- One digest per sync run: sent, or suppressed as an identical repeat of the last one sent.
+create table if not exists legacy_sync.digest_log (
+    run_id      text        primary key,
+    dag_id      text,
+    fingerprint text        not null,
+    sent        boolean     not null,
+    channels    text,
+    subject     text        not null,
+    body        text        not null,
+    created_at  timestamptz not null default now()
+);
+create index if not exists digest_log_dag on legacy_sync.digest_log (dag_id, created_at desc);
