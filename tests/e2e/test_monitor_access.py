@@ -78,7 +78,7 @@ def _seed(erp_url: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def seeded(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    erp_url = pg_server.create_database("e2e_access")
+    erp_url = pg_server.create_sync_database("e2e_access")
     try:
         log_id, error_id = _seed(erp_url)
         extra = {
