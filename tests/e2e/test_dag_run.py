@@ -99,6 +99,7 @@ def test_the_dag_ran_as_the_least_privilege_role_not_a_superuser(deployment: Dep
         "select distinct tableowner from pg_tables"
         " where schemaname in ('legacy_staging', 'legacy_transform', 'erp', 'legacy_sync')"
     )
+    assert owners, "no table yet: this test reads what test_first_run_loads_or_rejects_every_record made"
     assert owners == [(sync_role,)], f"tables created by {owners}, not by the sync's role {sync_role}"
     assert deployment.query(
         "select rolsuper, rolcreaterole, rolcreatedb from pg_roles where rolname = %s", sync_role

@@ -22,6 +22,7 @@ from legacy_sync.monitor import queries
 pytestmark = pytest.mark.integration
 
 INIT_DIR = Path(__file__).resolve().parents[2] / "docker" / "erp-db-init"
+SYNC_SCHEMAS = ("legacy_staging", "legacy_transform", "erp", "legacy_sync", "legacy_diff")
 
 
 def _as(url: str, role: str, password: str) -> str:
@@ -95,12 +96,12 @@ def test_the_suites_run_the_pipeline_as_the_sync_role_which_can_do_nothing_more(
         assert flags == (False,) * 6, "the tests must not run the sync as an admin"
         owners = dict(
             conn.execute(
-                "select nspname, pg_get_userbyid(nspowner) from pg_namespace"
-                " where nspname in ('legacy_staging', 'legacy_transform', 'erp', 'legacy_sync')"
+                "select nspname, pg_get_userbyid(nspowner) from pg_namespace where nspname = any(%s)",
+                (list(SYNC_SCHEMAS),),
             ).fetchall()
         )
-        assert set(owners) == {"legacy_staging", "legacy_transform", "erp", "legacy_sync"}
-        assert set(owners.values()) == {conn.info.user}, "the init script gives it the four schemas"
+        assert set(owners) == set(SYNC_SCHEMAS)
+        assert set(owners.values()) == {conn.info.user}, "the init script gives it the five schemas"
         ledger.apply_schema(conn)  # what the sync's first task does: allowed
     with psycopg.connect(erp_admin_url, autocommit=True) as admin:
         admin.execute("create schema erp_app")
