@@ -4,7 +4,12 @@ by key and by content. Used by ``make reliability`` (every case, 3 times) and by
 tests/reliability (a reduced set, once, in ``make test``).
 
 The runs go through ``legacy_sync.pipeline``: the same steps, in the same order, that the
-Airflow tasks call.
+Airflow tasks call, as the DAG runs them: as the sync's least-privilege role of
+docs/deployment.md (created by docker/erp-db-init's SQL), sharing the 4D session through the
+DAG's own store (``legacy_sync.session_store.PostgresSessionStore``, encrypted with Airflow's
+Fernet key). Open rejects must be exactly the records the simulator planted as bad plus their
+dependents, and every case proves that its fault really happened (the simulator's
+``faults_fired`` counters, or the killed process, the restarted server).
 """
 
 from __future__ import annotations
@@ -23,18 +28,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+from deploy.erp_db_init import create_sync_role, drop_role
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import pipeline
 from legacy_sync.fourd import FourDClient, FourDSettings
-from legacy_sync.fourd.auth import MemorySessionStore
 from legacy_sync.local_postgres import LocalPostgres
 from legacy_sync.registry import TABLES
+from legacy_sync.session_store import PostgresSessionStore
 
 USER, PASSWORD = "sync", "reliability-password"
+CONN_ID = "legacy_4d_default"  # the DAG's 4D connection id: its session row in legacy_sync.fourd_session
 FAST = {"backoff_max_seconds": 0.2, "licence_backoff_seconds": 0.2, "licence_wait_seconds": 30.0}
 
 # One business column per table whose value the reconciliation compares with 4D's.
@@ -59,14 +67,39 @@ class Outcome:
     duplicated: int = 0
     stale: int = 0
     extra: int = 0
+    wrongly_rejected: int = 0
+    """Good records (not planted bad, no bad parent) standing as rejects."""
+    bad_loaded: int = 0
+    """Planted bad records, or their dependents, that reached ``erp``."""
+    misjudged: list[str] = field(default_factory=list)
+    """A few of the wrongly rejected (with the reason given) and bad loaded records, to look at."""
     untruthful: list[str] = field(default_factory=list)
+    fired: dict[str, int] = field(default_factory=dict)
+    """Evidence that the case's fault happened (each count must be > 0)."""
+    session_stored: bool = False
+    """The 4D session ended in the DAG's store (``legacy_sync.fourd_session``), encrypted."""
     seconds: float = 0.0
     error: str | None = None
 
     @property
+    def fault_fired(self) -> bool:
+        return bool(self.fired) and all(count > 0 for count in self.fired.values())
+
+    @property
     def passed(self) -> bool:
-        return self.error is None and not (
-            self.lost or self.duplicated or self.stale or self.extra or self.untruthful
+        return (
+            self.error is None
+            and self.fault_fired
+            and self.session_stored
+            and not (
+                self.lost
+                or self.duplicated
+                or self.stale
+                or self.extra
+                or self.wrongly_rejected
+                or self.bad_loaded
+                or self.untruthful
+            )
         )
 
 
@@ -76,7 +109,8 @@ class Harness:
     def __init__(self, sim: SimulatorServer, conninfo: str, read_timeout: float = 30.0) -> None:
         self.sim = sim
         self.conninfo = conninfo
-        self.store = MemorySessionStore()
+        self.store = PostgresSessionStore(conninfo, CONN_ID)  # the DAG's store, shared with children
+        self.fired: dict[str, int] = {}
         self.settings = FourDSettings(
             sim.base_url,
             USER,
@@ -88,6 +122,10 @@ class Harness:
 
     def client(self) -> FourDClient:
         return FourDClient(self.settings, store=self.store)
+
+    def fired_since(self, kind: str, before: int) -> None:
+        """Record how often the simulator fired ``kind`` since its counter stood at ``before``."""
+        self.fired[kind] = self.sim.stats.faults_fired[kind] - before
 
     def run(self, run_id: str | None = None, mode: str = "incremental") -> str:
         run_id = run_id or f"rel_{uuid.uuid4().hex[:8]}"
@@ -114,9 +152,44 @@ def _same(source: Any, target: Any) -> bool:
     return str(source).strip() == str(target).strip()
 
 
-def reconcile(dataset: Dataset, conninfo: str, tables: list[str] | None = None) -> dict[str, dict[str, int]]:
-    """Per table: expected, lost, duplicated, stale, extra — source vs erp + open rejects."""
-    report: dict[str, dict[str, int]] = {}
+def expected_rejects(dataset: Dataset) -> dict[str, set[str]]:
+    """Per table, the keys the sync must reject: the planted bad records still in 4D, the BOM rows
+    that are their own parent (the generator makes a few by chance; a rule of the ERP), and the
+    records referencing one of them or a record that does not exist (dependents, transitively)."""
+    planted = {(table, key) for table, key, _ in dataset.planted_defects()}
+    bad: dict[str, set[int]] = {}
+    for table in TABLES:  # registry order: a table's parents come before it
+        references = [(f.name, f.parent) for f in table.fields if f.parent]
+        rejected = set()
+        for key in dataset.keys(table.name):
+            if (table.name, key) in planted:
+                rejected.add(key)
+                continue
+            record = dataset.get(table.name, key) or {}
+            parent_product = record.get("ParentProductID")
+            if (
+                table.name == "BillOfMaterials"
+                and parent_product is not None
+                and (parent_product == record.get("ComponentProductID"))
+            ):
+                rejected.add(key)
+                continue
+            for name, parent in references:
+                value = record.get(name)
+                if value is not None and (
+                    int(value) in bad[parent] or dataset.get(parent, int(value)) is None
+                ):
+                    rejected.add(key)
+                    break
+        bad[table.name] = rejected
+    return {table: {str(k) for k in keys} for table, keys in bad.items()}
+
+
+def reconcile(dataset: Dataset, conninfo: str, tables: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per table: expected, lost, duplicated, stale, extra, wrongly rejected, bad loaded — source
+    vs erp + open rejects, the rejects against the planted bad records and their dependents."""
+    report: dict[str, dict[str, Any]] = {}
+    must_reject = expected_rejects(dataset)
     with psycopg.connect(conninfo) as conn:
         for table in TABLES:
             if tables and table.name not in tables:
@@ -128,38 +201,63 @@ def reconcile(dataset: Dataset, conninfo: str, tables: list[str] | None = None) 
             ).fetchall()
             live = {k: v for k, v, deleted in rows if not deleted}
             duplicated = len(rows) - len({r[0] for r in rows})
-            rejected = {
-                r[0]
-                for r in conn.execute(
-                    "select distinct e.record_id from legacy_sync.sync_error e"
-                    " join legacy_sync.sync_log l on l.id = e.sync_log_id where l.table_name = %s",
+            # The standing rejects (not every sync_error row ever written: a record rejected
+            # once and loaded later is no reject any more, and one wrongly rejected still is).
+            reasons = dict(
+                conn.execute(
+                    "select record_id, error_message from legacy_sync.open_reject where table_name = %s",
                     (table.name,),
-                )
-            } - set(live)
+                ).fetchall()
+            )
+            rejected = set(reasons) - set(live)
             source = {
                 str(k): (dataset.get(table.name, k) or {}).get(source_field) for k in dataset.keys(table.name)
             }
             stale = sum(1 for k, v in live.items() if k in source and not _same(source[k], v))
+            bad = must_reject[table.name]
+            wrong = sorted((rejected & set(source)) - bad, key=int)
+            loaded = sorted(bad & set(live), key=int)
             report[table.name] = {
                 "expected": len(source),
                 "lost": len(set(source) - set(live) - rejected),
                 "duplicated": duplicated,
                 "stale": stale,
                 "extra": len(set(live) - set(source)),
+                "wrongly_rejected": len(wrong),
+                "bad_loaded": len(loaded),
+                "misjudged": [f"{table.name} {k} rejected: {reasons[k]}" for k in wrong[:3]]
+                + [f"{table.name} {k} is bad but loaded" for k in loaded[:3]],
             }
     return report
 
 
-def _outcome(case: str, dataset: Dataset, conninfo: str, started: float, untruthful: list[str]) -> Outcome:
-    totals = Outcome(case, untruthful=untruthful)
-    for figures in reconcile(dataset, conninfo).values():
+def _outcome(h: Harness, case: str, started: float, untruthful: list[str]) -> Outcome:
+    totals = Outcome(case, untruthful=untruthful, fired=dict(h.fired))
+    for figures in reconcile(h.sim.dataset, h.conninfo).values():
         totals.expected += figures["expected"]
         totals.lost += figures["lost"]
         totals.duplicated += figures["duplicated"]
         totals.stale += figures["stale"]
         totals.extra += figures["extra"]
+        totals.wrongly_rejected += figures["wrongly_rejected"]
+        totals.bad_loaded += figures["bad_loaded"]
+        totals.misjudged += figures["misjudged"]
+    totals.session_stored = _session_stored_encrypted(h)
     totals.seconds = round(time.monotonic() - started, 1)
     return totals
+
+
+def _session_stored_encrypted(h: Harness) -> bool:
+    """The shared 4D session is in the DAG's table, and no simulator session id is readable there."""
+    with psycopg.connect(h.conninfo) as conn:
+        stored = [
+            str(r[0])
+            for r in conn.execute(
+                "select cookie_value from legacy_sync.fourd_session where conn_id = %s", (CONN_ID,)
+            )
+        ]
+    ids = [s.id for s in h.sim.simulator.sessions.sessions()]
+    return bool(stored) and not any(i in value for i in ids for value in stored)
 
 
 def truth_check(h: Harness, run_id: str) -> list[str]:
@@ -177,12 +275,14 @@ Case = Callable[[Harness], list[str]]
 def _faulty_run(kind: str, **params: Any) -> Case:
     def case(h: Harness) -> list[str]:
         h.run(mode="full")
+        before = h.sim.stats.faults_fired[kind]
         h.sim.faults.set(kind, **params)
         h.sim.dataset.update("Products", min(h.sim.dataset.keys("Products")), {"Price": 99.5})
         try:
             run_id = h.run()
         finally:
             h.sim.faults.clear()
+            h.fired_since(kind, before)
         problems = truth_check(h, run_id)
         h.run()
         return problems
@@ -194,6 +294,7 @@ def _churn_while_paging(h: Harness) -> list[str]:
     h.run(mode="full")
     stop = threading.Event()
     keys = sorted(h.sim.dataset.keys("OrderLines"))
+    changes = [0]
 
     def churn() -> None:
         i = 0
@@ -215,8 +316,10 @@ def _churn_while_paging(h: Harness) -> list[str]:
                 },
             )
             i += 1
+            changes[0] = i
             time.sleep(0.002)
 
+    before = h.sim.stats.faults_fired["slow"]
     h.sim.faults.set("slow", delay=0.01)
     worker = threading.Thread(target=churn, daemon=True)
     worker.start()
@@ -226,6 +329,8 @@ def _churn_while_paging(h: Harness) -> list[str]:
         stop.set()
         worker.join()
         h.sim.faults.clear()
+        h.fired_since("slow", before)
+        h.fired["changes while paging"] = changes[0]
     h.run()  # changes made during the last run arrive with the next one
     return []
 
@@ -239,12 +344,12 @@ def _child(code: str, conninfo: str, h: Harness) -> subprocess.Popen[bytes]:
         "REL_USER": USER,
         "REL_PW": PASSWORD,
     }
-    # Like the DAG's tasks, every client of the child shares one 4D session (one licence).
+    # Like the DAG's tasks, the child shares the one 4D session (one licence) through the DAG's store.
     prelude = (
         "import os\nfrom legacy_sync import pipeline\n"
         "from legacy_sync.fourd import FourDClient, FourDSettings\n"
-        "from legacy_sync.fourd.auth import MemorySessionStore\n"
-        "store = MemorySessionStore()\n"
+        "from legacy_sync.session_store import PostgresSessionStore\n"
+        f"store = PostgresSessionStore(os.environ['REL_CONNINFO'], {CONN_ID!r})\n"
         "client = lambda: FourDClient(FourDSettings(os.environ['REL_URL'], os.environ['REL_USER'],"
         " os.environ['REL_PW'], page_size=100), store=store)\nconninfo = os.environ['REL_CONNINFO']\n"
     )
@@ -261,16 +366,20 @@ def _wait_for(conninfo: str, query: str, timeout: float = 60.0) -> None:
     raise TimeoutError(query)
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def _kill(proc: subprocess.Popen[bytes]) -> int:
+    """SIGKILL the child's group; 1 when it was still working when killed (the fault fired)."""
+    working = proc.poll() is None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    return int(working and proc.returncode == -signal.SIGKILL)
 
 
 def _extract_killed_and_retried(h: Harness) -> list[str]:
     h.run(mode="full")
     run_id = "rel_killed_task"
     pipeline.prepare(h.conninfo, run_id, "incremental", None)
+    before = h.sim.stats.faults_fired["slow"]
     h.sim.faults.set("slow", delay=0.05)
     code = f"pipeline.extract_table(conninfo, {run_id!r}, {{'table': 'OrderLines', 'mode': 'full'}}, client)"
     proc = _child(code, h.conninfo, h)
@@ -281,8 +390,9 @@ def _extract_killed_and_retried(h: Harness) -> list[str]:
         )
         time.sleep(0.5)
     finally:
-        _kill(proc)
+        h.fired["killed while landing"] = _kill(proc)
         h.sim.faults.clear()
+        h.fired_since("slow", before)
     h.run(run_id)  # the retry: same run id, as Airflow retries a task
     return []
 
@@ -296,7 +406,7 @@ def _run_killed_and_retriggered(h: Harness) -> list[str]:
             h.conninfo, "select count(*) >= 4 from legacy_sync.landing_batch where run_id = 'rel_killed_run'"
         )
     finally:
-        _kill(proc)
+        h.fired["killed mid-run"] = _kill(proc)
     h.run()  # re-triggered: a new run
     return []
 
@@ -317,6 +427,7 @@ def _dbt_fails_half_way(h: Harness) -> list[str]:
         with psycopg.connect(h.conninfo, autocommit=True) as conn:
             conn.execute("alter table legacy_staging.order_lines_raw_away rename to order_lines_raw")
     pipeline.summarize(h.conninfo, run_id, items, transform_finished=True)
+    h.fired["dbt failed on the vanished input"] = int("OrderLines" in failed)
     problems = [] if "OrderLines" in failed else ["dbt did not report OrderLines as failed"]
     problems += truth_check(h, run_id)
     h.run()
@@ -356,11 +467,22 @@ def erp_server() -> Iterator[tuple[str, LocalPostgres | None]]:
         yield server.url(), server
 
 
-def _fresh_database(admin_url: str) -> str:
+@contextlib.contextmanager
+def _fresh_database(admin_url: str) -> Iterator[str]:
+    """A new ERP database set up as erp-db's first start sets it up; yields the URL of the sync's
+    least-privilege role in it (the DAG's ``erp_postgres_default``). Dropped, with the role, after."""
     name = f"rel_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    parts = urlsplit(admin_url)
+    role = create_sync_role(urlunsplit(parts._replace(path=f"/{name}")))
+    try:
+        yield role.url
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            drop_role(admin_url, role.name)
 
 
 def _postgres_restarted(h: Harness, server: LocalPostgres) -> list[str]:
@@ -380,6 +502,7 @@ def _postgres_restarted(h: Harness, server: LocalPostgres) -> list[str]:
     try:
         _wait_for(h.conninfo, "select count(*) > 0 from pg_stat_activity where query ilike 'copy %raw%'")
         time.sleep(0.3)
+        h.fired["restarted while landing"] = int(worker.is_alive())
         server.stop()
         server.start()
     finally:
@@ -403,7 +526,7 @@ def run_case(name: str, scale: int = 2500, seed: int = 1) -> Outcome:
             admin = server.url()
         else:
             admin, server = stack.enter_context(erp_server())
-        conninfo = _fresh_database(admin)
+        conninfo = stack.enter_context(_fresh_database(admin))
         sim = stack.enter_context(SimulatorServer(dataset, config))
         timeout = 1.0 if name == "slow responses beyond the timeout" else 30.0
         harness = Harness(sim, conninfo, read_timeout=timeout)
@@ -417,4 +540,4 @@ def run_case(name: str, scale: int = 2500, seed: int = 1) -> Outcome:
             return Outcome(
                 name, error=f"{type(exc).__name__}: {exc}", seconds=round(time.monotonic() - started, 1)
             )
-        return _outcome(name, dataset, conninfo, started, untruthful)
+        return _outcome(harness, name, started, untruthful)

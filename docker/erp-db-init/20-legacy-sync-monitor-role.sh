@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # First start of the erp-db container only (docker-entrypoint-initdb.d): the sync monitor's role.
-# The monitor (inside Airflow's api-server, connection erp_postgres_monitor) only reads
-# legacy_sync.sync_log and legacy_sync.sync_error. This role may connect and look into the
-# legacy_sync schema; SELECT on those two tables is granted by the sync itself when it creates them
-# (legacy_sync.erp_db.grant_monitor_access; LEGACY_SYNC_MONITOR_ROLE names this role). It gets
+# The monitor (inside Airflow's api-server, connection erp_postgres_monitor) only reads the
+# legacy_sync tables it shows (erp_db.MONITOR_TABLES: sync log, errors, warnings, held deletions,
+# cutover reports). This role may connect and look into the legacy_sync schema; SELECT on those
+# tables is granted by the sync itself when it creates them (legacy_sync.ledger.grant_monitor_access;
+# LEGACY_SYNC_MONITOR_ROLE names this role). It gets
 # nothing else: no write, no other table (not the 4D session cookie), no other schema.
 # Its sessions are read-only by default too. The same SQL, for an existing ERP database, is in
 # docs/deployment.md.

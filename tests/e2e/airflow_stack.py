@@ -347,6 +347,19 @@ class AirflowStack:
         return []
 
 
+def refuse_superuser(erp_url: str) -> None:
+    """Fail when ``erp_url`` connects as a superuser: the sync runs as docs/deployment.md's role."""
+    with psycopg.connect(erp_url) as conn:
+        user, superuser = conn.execute(
+            "select rolname, rolsuper from pg_roles where rolname = current_user"
+        ).fetchone()
+    if superuser:
+        raise StackError(
+            f"erp_postgres_default would connect as the superuser {user!r}: create the ERP database"
+            " with pg_server.create_sync_database() so the sync runs as its least-privilege role"
+        )
+
+
 @contextlib.contextmanager
 def monitor_role(pg_server: Any, erp_url: str) -> Iterator[tuple[str, str]]:
     """A SELECT-only role for the monitor, as docker/erp-db-init creates it: ``(role, its URL)``.
@@ -374,7 +387,10 @@ def monitor_role(pg_server: Any, erp_url: str) -> Iterator[tuple[str, str]]:
     try:
         yield role, url
     finally:
-        with contextlib.suppress(psycopg.Error), psycopg.connect(erp_url, autocommit=True) as conn:
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(pg_server.admin_url_for(erp_url), autocommit=True) as conn,
+        ):
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
         with (
             contextlib.suppress(psycopg.Error),
@@ -393,7 +409,12 @@ def running_stack(
     pg_server: Any, home: Path, fourd: FourD, erp_url: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[AirflowStack]:
     """An :class:`AirflowStack` with a metadata database of its own on ``pg_server`` (dropped after)
-    and a monitor role of its own on the ERP database (``stack.monitor_role``)."""
+    and a monitor role of its own on the ERP database (``stack.monitor_role``).
+
+    ``erp_url`` becomes ``erp_postgres_default``: it must be the sync's least-privilege role
+    (``pg_server.create_sync_database``), as in a deployment; a superuser URL is refused.
+    """
+    refuse_superuser(erp_url)
     metadata_url = pg_server.create_database("airflow")
     try:
         with monitor_role(pg_server, erp_url) as (role, monitor_url):

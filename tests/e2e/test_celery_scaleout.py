@@ -160,7 +160,7 @@ def scaleout(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         pytest.fail(f"the Celery provider does not import with the installed celery: {error}")
     home = tmp_path_factory.mktemp("celery")
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    erp_url = pg_server.create_database("scaleout")
+    erp_url = pg_server.create_sync_database("scaleout")
     metadata_url = pg_server.create_database("airflow")
     erp = urlsplit(erp_url)
     dataset = Dataset.generate(3000, seed=3, dirty=0.02)

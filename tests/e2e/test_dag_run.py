@@ -6,12 +6,14 @@ real deployment's: first sync, a quiet re-run, changes at the source, then a bro
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -62,7 +64,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     dataset = Dataset.generate(4000, seed=11, dirty=0.03)
-    erp_url = pg_server.create_database("e2e")
+    erp_url = pg_server.create_sync_database("e2e")
     with SimulatorServer(dataset, SimulatorConfig(username=USER, password=PASSWORD, licences=3)) as sim:
         yield Deployment(sim, erp_url, tmp_path_factory.mktemp("airflow"))
     pg_server.drop_database(erp_url)
@@ -86,6 +88,22 @@ def test_first_run_loads_or_rejects_every_record(deployment: Deployment) -> None
         assert row["records_processed"] == source
         assert row["status"] == ("PARTIALLY_COMPLETED" if errors else "COMPLETED")
         assert row["start_time"] <= row["end_time"]
+
+
+def test_the_dag_ran_as_the_least_privilege_role_not_a_superuser(deployment: Deployment) -> None:
+    """erp_postgres_default is docs/deployment.md's sync role: what the run created is its own."""
+    connection = json.loads(deployment.env["AIRFLOW_CONN_ERP_POSTGRES_DEFAULT"])
+    sync_role = urlsplit(deployment.erp_url).username
+    assert sync_role and connection["login"] == sync_role
+    owners = deployment.query(
+        "select distinct tableowner from pg_tables"
+        " where schemaname in ('legacy_staging', 'legacy_transform', 'erp', 'legacy_sync')"
+    )
+    assert owners, "no table yet: this test reads what test_first_run_loads_or_rejects_every_record made"
+    assert owners == [(sync_role,)], f"tables created by {owners}, not by the sync's role {sync_role}"
+    assert deployment.query(
+        "select rolsuper, rolcreaterole, rolcreatedb from pg_roles where rolname = %s", sync_role
+    ) == [(False, False, False)]
 
 
 def test_secrets_never_reach_logs_or_sync_error(deployment: Deployment) -> None:

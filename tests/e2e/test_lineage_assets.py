@@ -51,7 +51,7 @@ def events_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(
     pg_server: Any, sim: SimulatorServer, events_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowStack]:
-    erp_url = pg_server.create_database("e2e_lineage")
+    erp_url = pg_server.create_sync_database("e2e_lineage")
     try:
         with running_stack(
             pg_server,

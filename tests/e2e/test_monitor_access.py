@@ -41,6 +41,8 @@ class Seeded:
     stack: AirflowStack
     log_id: int
     error_id: int
+    admin_url: str
+    """The ERP database as its superuser (the stack's erp_postgres_default is the sync's role)."""
 
     @property
     def routes(self) -> list[str]:
@@ -78,7 +80,7 @@ def _seed(erp_url: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def seeded(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    erp_url = pg_server.create_database("e2e_access")
+    erp_url = pg_server.create_sync_database("e2e_access")
     try:
         log_id, error_id = _seed(erp_url)
         extra = {
@@ -91,7 +93,7 @@ def seeded(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with running_stack(
             pg_server, tmp_path_factory.mktemp("airflow-access"), fourd, erp_url, extra
         ) as stack:
-            yield Seeded(stack, log_id, error_id)
+            yield Seeded(stack, log_id, error_id, pg_server.admin_url_for(erp_url))
     finally:
         pg_server.drop_database(erp_url)
 
@@ -191,10 +193,10 @@ def _wait_for_log(stack: AirflowStack, text: str, timeout: float = 10) -> bool:
     return False
 
 
-def _as_admin(stack: AirflowStack, statement: str) -> None:
-    role = stack.monitor_role
+def _as_admin(seeded: Seeded, statement: str) -> None:
+    role = seeded.stack.monitor_role
     assert role is not None
-    with psycopg.connect(stack.erp_url, autocommit=True) as conn:
+    with psycopg.connect(seeded.admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL(statement).format(role=sql.Identifier(role)))
 
 
@@ -202,11 +204,11 @@ def test_a_database_failure_is_a_generic_503_with_the_reason_in_the_server_log(s
     stack = seeded.stack
     role = stack.monitor_role
     assert role is not None
-    _as_admin(stack, "alter role {role} nologin")
+    _as_admin(seeded, "alter role {role} nologin")
     try:
         answer = seeded.get("admin", "/legacy-sync/")
     finally:
-        _as_admin(stack, "alter role {role} login")
+        _as_admin(seeded, "alter role {role} login")
     assert answer.status_code == 503
     assert "cannot read the ERP database" in answer.text
     port = str(httpx.URL(stack.erp_url.replace("postgresql://", "http://", 1)).port)
@@ -218,10 +220,10 @@ def test_a_database_failure_is_a_generic_503_with_the_reason_in_the_server_log(s
 
 def test_a_monitor_role_that_could_write_is_refused(seeded: Seeded) -> None:
     stack = seeded.stack
-    _as_admin(stack, "grant insert on legacy_sync.sync_log to {role}")
+    _as_admin(seeded, "grant insert on legacy_sync.sync_log to {role}")
     try:
         answer = seeded.get("admin", "/legacy-sync/")
     finally:
-        _as_admin(stack, "revoke insert on legacy_sync.sync_log from {role}")
+        _as_admin(seeded, "revoke insert on legacy_sync.sync_log from {role}")
     assert answer.status_code == 503 and "Customers" not in answer.text
     assert _wait_for_log(stack, "can do more than read the sync log")

@@ -78,7 +78,7 @@ def _wait_for_first_scheduled_run(stack: AirflowStack, dag_id: str = DAG_ID, tim
 
 @pytest.fixture(scope="module")
 def synced(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
-    erp_url = pg_server.create_database("e2e_monitor")
+    erp_url = pg_server.create_sync_database("e2e_monitor")
     config = SimulatorConfig(username=USER, password=PASSWORD, licences=3)
     try:
         with (

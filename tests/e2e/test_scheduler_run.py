@@ -38,7 +38,7 @@ def dataset() -> Dataset:
 def stack(
     pg_server: Any, dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowStack]:
-    erp_url = pg_server.create_database("e2e_sched")
+    erp_url = pg_server.create_sync_database("e2e_sched")
     config = SimulatorConfig(username=USER, password=PASSWORD, licences=3)
     try:
         with (

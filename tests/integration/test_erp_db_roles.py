@@ -22,6 +22,7 @@ from legacy_sync.monitor import queries
 pytestmark = pytest.mark.integration
 
 INIT_DIR = Path(__file__).resolve().parents[2] / "docker" / "erp-db-init"
+SYNC_SCHEMAS = ("legacy_staging", "legacy_transform", "erp", "legacy_sync", "legacy_diff")
 
 
 def _as(url: str, role: str, password: str) -> str:
@@ -80,3 +81,44 @@ def test_init_scripts_create_a_sync_role_and_a_select_only_monitor_role(
         with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
             for role in (monitor_role, sync_role):
                 conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
+
+
+def test_the_suites_run_the_pipeline_as_the_sync_role_which_can_do_nothing_more(
+    erp_db_url: str, erp_admin_url: str
+) -> None:
+    """``erp_db_url`` (what every integration test hands the pipeline) is the init script's role:
+    enough for the sync's own schemas, no superuser and no rights beyond them."""
+    with psycopg.connect(erp_db_url, autocommit=True) as conn:
+        flags = conn.execute(
+            "select rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication, rolinherit"
+            " from pg_roles where rolname = current_user"
+        ).fetchone()
+        assert flags == (False,) * 6, "the tests must not run the sync as an admin"
+        owners = dict(
+            conn.execute(
+                "select nspname, pg_get_userbyid(nspowner) from pg_namespace where nspname = any(%s)",
+                (list(SYNC_SCHEMAS),),
+            ).fetchall()
+        )
+        assert set(owners) == set(SYNC_SCHEMAS)
+        assert set(owners.values()) == {conn.info.user}, "the init script gives it the five schemas"
+        ledger.apply_schema(conn)  # what the sync's first task does: allowed
+    with psycopg.connect(erp_admin_url, autocommit=True) as admin:
+        admin.execute("create schema erp_app")
+        admin.execute("create table erp_app.payroll (salary numeric)")
+        admin.execute("create table public.other_app (x int)")
+    refused = [
+        "select * from erp_app.payroll",
+        "create table erp_app.planted (x int)",
+        "create table public.planted (x int)",
+        "insert into public.other_app values (1)",
+        "create role intruder",
+        "create database intruder",
+        "set role postgres",
+        "select pg_read_file('postgresql.conf')",
+        "alter role current_user superuser",
+    ]
+    with psycopg.connect(erp_db_url, autocommit=True) as conn:
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)

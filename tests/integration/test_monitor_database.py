@@ -33,7 +33,9 @@ def as_role(url: str, role: str, password: str) -> str:
 
 
 @pytest.fixture
-def monitor_role(pg_server: Any, erp_db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def monitor_role(
+    pg_server: Any, erp_db_url: str, erp_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """A login role as docker/erp-db-init creates it; the sync's apply_schema grants it the rest."""
     role, password = f"lsm_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     dbname = urlsplit(erp_db_url).path.lstrip("/")
@@ -52,7 +54,7 @@ def monitor_role(pg_server: Any, erp_db_url: str, monkeypatch: pytest.MonkeyPatc
     try:
         yield as_role(erp_db_url, role, password)
     finally:
-        with psycopg.connect(erp_db_url, autocommit=True) as conn:
+        with psycopg.connect(erp_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
         with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
@@ -98,21 +100,23 @@ def test_the_monitor_role_reads_the_sync_log_and_nothing_else(erp_db_url: str, m
                 conn.execute(forbidden)
 
 
-def test_a_role_that_can_do_more_is_refused(erp_db_url: str, monitor_role: str) -> None:
-    with queries.read_only(erp_db_url) as conn, pytest.raises(queries.MonitorRoleError, match="admin"):
+def test_a_role_that_can_do_more_is_refused(erp_db_url: str, erp_admin_url: str, monitor_role: str) -> None:
+    with queries.read_only(erp_admin_url) as conn, pytest.raises(queries.MonitorRoleError, match="admin"):
         queries.check_select_only(conn)  # a superuser
+    with queries.read_only(erp_db_url) as conn, pytest.raises(queries.MonitorRoleError, match="writes"):
+        queries.check_select_only(conn)  # the sync's own role
     role = urlsplit(monitor_role).username
     for grant, power in (
         ("grant select on legacy_sync.fourd_session to {}", "reads_session"),
         ("grant insert on legacy_sync.sync_log to {}", "writes"),
         ("grant create on schema legacy_sync to {}", "creates"),
     ):
-        with psycopg.connect(erp_db_url, autocommit=True) as admin:
-            admin.execute(sql.SQL(grant).format(sql.Identifier(role)))
+        with psycopg.connect(erp_db_url, autocommit=True) as owner:  # the sync's role owns the tables
+            owner.execute(sql.SQL(grant).format(sql.Identifier(role)))
         with queries.read_only(monitor_role) as conn, pytest.raises(queries.MonitorRoleError, match=power):
             queries.check_select_only(conn)
-        with psycopg.connect(erp_db_url, autocommit=True) as admin:
-            admin.execute(
+        with psycopg.connect(erp_db_url, autocommit=True) as owner:
+            owner.execute(
                 sql.SQL(grant.replace("grant", "revoke").replace(" to ", " from ")).format(
                     sql.Identifier(role)
                 )
