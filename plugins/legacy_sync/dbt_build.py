@@ -334,9 +334,10 @@ def build_selection(tables: list[str]) -> list[str]:
     return ["tag:run_context", *(f"tag:legacy:{get_table(t).name}" for t in tables)]
 
 
-BUILD_EXCLUDE = ["test_type:unit", "tag:whole_erp"]
-"""Left out of the pipeline's builds: mapping unit tests (CI, ``make test``) and whole-ERP checks
-(a plain ``dbt test`` still runs them)."""
+BUILD_EXCLUDE = ["test_type:unit", "tag:whole_erp", "tag:constraint_backed"]
+"""Left out of the pipeline's builds: mapping unit tests (CI, ``make test``), whole-ERP checks
+and the tests a database constraint already guarantees on every commit (a plain ``dbt test``
+still runs both)."""
 
 
 def run_dbt_build(
