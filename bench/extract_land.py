@@ -71,25 +71,37 @@ def measure_extract_land(sim: Sim, url: str, reps: int) -> dict[str, Any]:
     }
 
 
-def load_landed_rows(url: str, run_id: str) -> dict[str, list[tuple[str, str, str, str]]]:
-    """The records (2) landed, back in memory exactly as landing handed them to COPY."""
-    rows: dict[str, list[tuple[str, str, str, str]]] = {}
+PAGE_SIZE = 2000
+"""The hook's page size: landing writes one COPY block per page."""
+
+
+def load_landed_rows(url: str, run_id: str) -> dict[str, list[bytes]]:
+    """The records (2) landed, back in memory as landing hands them to COPY: COPY text rows
+    ``run_id, legacy_id, payload, row_hash``, one block of bytes per page of 2,000 records."""
+    blocks: dict[str, list[bytes]] = {}
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         for table in TABLES:
             query = sql.SQL(
-                "copy (select run_id, legacy_id, payload::text, row_hash from {} where run_id = {}) to stdout"
+                "copy (select run_id, legacy_id, payload::text, row_hash from {} where run_id = {}"
+                " order by legacy_id) to stdout"
             ).format(sql.Identifier("legacy_staging", table.raw_table), sql.Literal(run_id))
             with cur.copy(query) as copy:
-                rows[table.name] = [tuple(r) for r in copy.rows()]  # type: ignore[misc]
-    return rows
+                text = b"".join(bytes(chunk) for chunk in copy)
+            lines = text.splitlines(keepends=True)
+            blocks[table.name] = [b"".join(lines[i : i + PAGE_SIZE]) for i in range(0, len(lines), PAGE_SIZE)]
+    return blocks
 
 
-def measure_ceiling(url: str, rows: dict[str, list[tuple[str, str, str, str]]], reps: int) -> dict[str, Any]:
+def _records(blocks: list[bytes]) -> int:
+    return sum(block.count(b"\n") for block in blocks)
+
+
+def measure_ceiling(url: str, rows: dict[str, list[bytes]], reps: int) -> dict[str, Any]:
     """COPY of the same records from memory into identical staging tables (same columns, same index).
 
-    Same client call as landing (``copy.write_row`` of (run_id, legacy_id, payload, row_hash)),
-    one COPY per table, each in its own transaction: what PostgreSQL and psycopg can ingest
-    with nothing to wait for.
+    Same write path as landing: one ``COPY ... FROM STDIN`` per table in its own transaction,
+    one ``copy.write`` of a page's block of COPY text rows (landing.copy_block's format) per page:
+    what PostgreSQL and psycopg can ingest with nothing to wait for.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create schema if not exists bench_ceiling")
@@ -101,7 +113,8 @@ def measure_ceiling(url: str, rows: dict[str, list[tuple[str, str, str, str]]], 
                 )
             )
     runs: list[dict[str, Any]] = []
-    total_records = sum(len(v) for v in rows.values())
+    counts = {name: _records(blocks) for name, blocks in rows.items()}
+    total_records = sum(counts.values())
     for rep in range(reps):
         with psycopg.connect(url, autocommit=True) as conn:
             for table in TABLES:
@@ -119,8 +132,8 @@ def measure_ceiling(url: str, rows: dict[str, list[tuple[str, str, str, str]]], 
                         sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(target)
                     ) as copy,
                 ):
-                    for row in rows[table.name]:
-                        copy.write_row(row)
+                    for block in rows[table.name]:
+                        copy.write(block)
                 per_table[table.name] = time.perf_counter() - t0
             seconds = time.perf_counter() - started
         runs.append({"seconds": seconds, "tables": per_table})
@@ -135,8 +148,8 @@ def measure_ceiling(url: str, rows: dict[str, list[tuple[str, str, str, str]]], 
         "runs_rows_per_s": [round(total_records / r["seconds"]) for r in runs],
         "tables": {
             t.name: {
-                "records": len(rows[t.name]),
-                "rows_per_s": median([len(rows[t.name]) / r["tables"][t.name] for r in runs]),
+                "records": counts[t.name],
+                "rows_per_s": median([counts[t.name] / r["tables"][t.name] for r in runs]),
             }
             for t in TABLES
         },

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, log, simulator
+from bench.common import ROOT, Sim, log, simulator
 
 TABLE = "OrderLines"
 SHARE = 0.60  # generator.PROPORTIONS["OrderLines"]
@@ -61,26 +61,32 @@ def child(base_url: str, user: str, password: str, url: str, run_id: str) -> Non
     )
 
 
-def measure_one(rows: int, url: str) -> dict[str, Any]:
+def measure_in(sim: Sim, url: str, label: str) -> dict[str, Any]:
+    """Peak RSS of a fresh child landing OrderLines (the largest table) from ``sim``."""
     from bench.common import SIM_USER
 
-    with simulator(scale_for(rows), log_name=f"simulator-mem-{rows}") as sim:
-        assert sim.counts[TABLE] == rows, sim.counts
-        command = [sys.executable, "-m", "bench.memory", sim.base_url, SIM_USER, sim.password, url]
-        out = subprocess.run(
-            [*command, f"bench-mem-{rows}"], cwd=ROOT, capture_output=True, text=True, check=False
-        )
+    command = [sys.executable, "-m", "bench.memory", sim.base_url, SIM_USER, sim.password, url]
+    command.append(f"bench-mem-{label}")
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory child failed: {out.stderr[-2000:]}")
     data = json.loads(out.stdout.strip().splitlines()[-1])
     data["peak_mb"] = data["peak_kb"] / 1024
     data["before_mb"] = data["before_kb"] / 1024
     data["rows_per_s"] = data["records"] / data["seconds"]
+    data["dataset_records"] = sum(sim.counts.values())
     log(
-        f"peak RSS extracting {TABLE} at {rows:,} records: {data['peak_mb']:.1f} MB "
-        f"(after imports {data['before_mb']:.1f} MB), {data['rows_per_s']:,.0f} records/s"
+        f"peak RSS extracting {TABLE} ({data['records']:,} of {data['dataset_records']:,} records): "
+        f"{data['peak_mb']:.1f} MB (after imports {data['before_mb']:.1f} MB), "
+        f"{data['rows_per_s']:,.0f} records/s"
     )
     return data
+
+
+def measure_one(rows: int, url: str) -> dict[str, Any]:
+    with simulator(scale_for(rows), log_name=f"simulator-mem-{rows}") as sim:
+        assert sim.counts[TABLE] == rows, sim.counts
+        return measure_in(sim, url, str(rows))
 
 
 def measure(url: str) -> dict[str, Any]:

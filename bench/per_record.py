@@ -72,7 +72,7 @@ def map_record(e: dict[str, Any]) -> tuple[Any, ...]:
         orjson.dumps(business, option=orjson.OPT_SORT_KEYS), usedforsecurity=False
     ).hexdigest()
     return (
-        int(e["OrderLineID"]),
+        int(e.get("OrderLineID") or e["__KEY"]),
         e.get("OrderID"),
         e.get("ProductID"),
         e.get("Quantity"),
@@ -91,7 +91,7 @@ def run_once(sim: Sim, url: str, sample: int) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn, sim.client() as client:
         done = 0
         started = time.perf_counter()
-        for page in client.iter_by_key(table.name, table.key, attributes=table.fields):
+        for page in client.iter_by_key(table.name, table.key, attributes=tuple(f.name for f in table.fields)):
             for entity in page.entities:
                 conn.execute(UPSERT, map_record(entity))  # autocommit: one transaction per record
                 done += 1

@@ -1,8 +1,9 @@
-"""``make bench``: every figure of issue 8 in one run, on this machine; see bench/README.md.
+"""``make bench``: every figure of issues 8 and 15 in one run, on this machine; see bench/README.md.
 
 Knobs (environment): BENCH_RECORDS (default 1,000,000), BENCH_REPS (3), BENCH_E2E_REPS (2),
-BENCH_DLT_REPS (1), BENCH_SAMPLE (20,000 records for the per-record way), BENCH_AIRFLOW (1),
-BENCH_MEMORY (1), ERP_DATABASE_URL (an existing PostgreSQL instead of the embedded one).
+BENCH_DLT_REPS (1), BENCH_SAMPLE (2,000 records for the per-record way: a durable commit each),
+BENCH_AIRFLOW (1), BENCH_SCALE (sizes of the scale curve, default ``100000,1000000,5000000``; empty to skip),
+ERP_DATABASE_URL (an existing PostgreSQL instead of the embedded, durable one).
 """
 
 from __future__ import annotations
@@ -15,10 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, env_int, log, machine, median, postgres, reset_database, simulator
+from bench.common import (
+    ROOT,
+    durability,
+    env_int,
+    log,
+    machine,
+    median,
+    postgres,
+    reset_database,
+    simulator,
+)
 
 RESULTS = ROOT / "bench" / "results.json"
 PLOT = ROOT / "bench" / "throughput.png"
+SCALE_PLOT = ROOT / "bench" / "scale.png"
 
 
 def target(name: str, value: float, limit: float, higher_is_better: bool) -> dict[str, Any]:
@@ -32,16 +44,19 @@ def main() -> int:
     import matplotlib  # noqa: F401
     from dlt.sources.rest_api import rest_api_source  # noqa: F401
 
-    from bench import dlt_load, e2e, extract_land, memory, per_record
+    from bench import dlt_load, e2e, extract_land, memory, per_record, scale, startup
 
     records = env_int("BENCH_RECORDS", 1_000_000)
     reps = env_int("BENCH_REPS", 3)
     e2e_reps = env_int("BENCH_E2E_REPS", 2)
     dlt_reps = env_int("BENCH_DLT_REPS", 1)
-    sample = env_int("BENCH_SAMPLE", 20_000)
+    sample = env_int("BENCH_SAMPLE", 2_000)
+    sizes = scale.sizes_from(os.environ.get("BENCH_SCALE", "100000,1000000,5000000"))
     started = time.perf_counter()
     figures: dict[str, Any] = {}
     with postgres() as url, simulator(records) as sim:
+        figures["durability"] = durability(url)
+        log(f"PostgreSQL durability: {figures['durability']}")
         total = sum(sim.counts.values())
         log(f"4D simulator: {total:,} records over {len(sim.counts)} tables {sim.counts}")
         figures["records"] = total
@@ -95,7 +110,20 @@ def main() -> int:
         figures["no_change_incremental"] = {"seconds": quiet["seconds"], "steps": quiet["steps"]}
         if env_int("BENCH_AIRFLOW", 1):
             figures["airflow"] = e2e.airflow_startup(sim, url, quiet["seconds"])
+            figures["airflow"].update(startup.measure(sim, url))
         figures["incremental"]["airflow_startup_seconds"] = figures.get("airflow", {}).get("startup_seconds")
+        main_point = {
+            "records": total,
+            "changed": incrementals[0]["changed"],
+            "full_seconds": full_s,
+            "full_steps": figures["full_sync"]["steps"],
+            "incremental_seconds": incr_s,
+            "incremental_steps": figures["incremental"]["steps"],
+            "incremental_records_landed": figures["incremental"]["records_landed"],
+        }
+        if total in sizes:  # the scale curve's point at this size: these runs, and memory here
+            mem = memory.measure_in(sim, url, "main")
+            main_point.update({"peak_rss_mb": mem["peak_mb"], "memory": mem})
 
         per = per_record.measure(sim, url, sample, max(1, min(reps, 3)))
         figures["per_record"] = per
@@ -105,10 +133,21 @@ def main() -> int:
         figures["dlt_rest_api"] = dlt
         figures["extract_land_vs_dlt"] = el["rows_per_s"] / dlt["rows_per_s"]
 
-    if env_int("BENCH_MEMORY", 1):
-        with postgres() as url:
-            reset_database(url)
-            figures["memory"] = memory.measure(url)
+        if sizes:
+            points = []
+            for size in sizes:
+                if size == total and "peak_rss_mb" in main_point:
+                    points.append(main_point)
+                else:
+                    points.append(scale.measure_size(size, url))
+            figures["scale"] = {"changed_records": scale.CHANGED, "points": points}
+            smallest, largest = points[0], points[-1]
+            figures["memory"] = {
+                "table": memory.TABLE,
+                "smallest": smallest["memory"],
+                "largest": largest["memory"],
+                "ratio": largest["peak_rss_mb"] / smallest["peak_rss_mb"],
+            }
 
     figures["bench_seconds"] = round(time.perf_counter() - started, 1)
     figures["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -119,7 +158,7 @@ def main() -> int:
         "full_and_incremental": e2e_reps,
         "per_record": max(1, min(reps, 3)),
         "dlt": dlt_reps,
-        "memory": 1,
+        "scale_curve": 1,
         "airflow": 1,
     }
 
@@ -134,15 +173,43 @@ def main() -> int:
             False,
         ),
     ]
-    if "memory" in figures:
+    if "scale" in figures:
+        points = figures["scale"]["points"]
+        at = {p["records"]: p for p in points}
+        largest = points[-1]
+        if 1_000_000 in at and largest["records"] > 1_000_000:
+            targets.append(
+                target(
+                    f"incremental at {largest['records']:,} / at 1,000,000 (same changes)",
+                    largest["incremental_seconds"] / at[1_000_000]["incremental_seconds"],
+                    1.5,
+                    False,
+                )
+            )
         targets += [
-            target("peak RSS 1M / 100k records", figures["memory"]["ratio"], 1.2, False),
-            target("peak RSS at 1M records (MB)", figures["memory"]["at_1m"]["peak_mb"], 300, False),
+            target(
+                f"peak RSS at {largest['records']:,} / at {points[0]['records']:,} records",
+                figures["memory"]["ratio"],
+                1.2,
+                False,
+            ),
+            target(f"peak RSS at {largest['records']:,} records (MB)", largest["peak_rss_mb"], 300, False),
         ]
+    if "dags_report" in figures.get("airflow", {}):
+        targets.append(
+            target(
+                "slowest DAG file parse (s)",
+                figures["airflow"]["dags_report"]["slowest_seconds"],
+                0.5,
+                False,
+            )
+        )
     RESULTS.write_text(json.dumps({"figures": figures, "targets": targets}, indent=2, default=str) + "\n")
     print_report(figures, targets)
     plot(figures, PLOT)
-    log(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} in {figures['bench_seconds']:.0f}s")
+    if "scale" in figures:
+        scale.plot(figures["scale"], figures["date"], SCALE_PLOT)
+    log(f"wrote {RESULTS.relative_to(ROOT)}, the plots in bench/ in {figures['bench_seconds']:.0f}s")
     return 0
 
 
@@ -191,8 +258,9 @@ def print_report(figures: dict[str, Any], targets: list[dict[str, Any]]) -> None
         table.add_row(
             "5",
             "peak RSS extracting OrderLines",
-            f"{m['at_1m']['peak_mb']:.0f} MB at 1M",
-            f"{m['at_100k']['peak_mb']:.0f} MB at 100k; ratio {m['ratio']:.2f}",
+            f"{m['largest']['peak_mb']:.0f} MB at {m['largest']['dataset_records']:,}",
+            f"{m['smallest']['peak_mb']:.0f} MB at {m['smallest']['dataset_records']:,}; "
+            f"ratio {m['ratio']:.2f}",
         )
     table.add_row(
         "6",
@@ -200,12 +268,35 @@ def print_report(figures: dict[str, Any], targets: list[dict[str, Any]]) -> None
         f"{f['per_record']['rows_per_s']:,.0f} rec/s",
         f"sample {f['per_record']['sample']:,}; full sync is {f['full_sync_vs_per_record']:.1f}x",
     )
+    dlt = f["dlt_rest_api"]
     table.add_row(
         "7",
-        "dlt rest_api -> PostgreSQL",
-        f"{f['dlt_rest_api']['rows_per_s']:,.0f} rec/s",
-        f"extract+land is {f['extract_land_vs_dlt']:.1f}x",
+        f"dlt rest_api -> PostgreSQL ({dlt['loader_file_format']}, its fastest)",
+        f"{dlt['rows_per_s']:,.0f} rec/s",
+        f"extract+land is {f['extract_land_vs_dlt']:.1f}x; "
+        + ", ".join(f"{k} {v['rows_per_s']:,.0f}" for k, v in dlt.get("formats", {}).items()),
     )
+    for point in f.get("scale", {}).get("points", []):
+        table.add_row(
+            "8",
+            f"scale {point['records']:,}: full / incremental ({point['changed']:,} changed)",
+            f"{point['full_seconds']:.1f} s / {point['incremental_seconds']:.2f} s",
+            f"peak RSS {point.get('peak_rss_mb', float('nan')):.0f} MB",
+        )
+    airflow = f.get("airflow", {})
+    if "dags_report" in airflow:
+        table.add_row(
+            "9",
+            "DAG file parse (airflow dags report), slowest",
+            f"{airflow['dags_report']['slowest_seconds']:.3f} s",
+            ", ".join(f"{k} {v['seconds']:.3f}" for k, v in airflow["dags_report"]["files"].items()),
+        )
+        table.add_row(
+            "10",
+            "task start-up (fresh process)",
+            f"{sum(airflow['task_startup']['steps'].values()):.2f} s",
+            ", ".join(f"{k} {v:.2f}" for k, v in airflow["task_startup"]["steps"].items()),
+        )
     console.print(table)
     tt = Table(title="targets")
     for col in ("target", "value", "limit", "met"):
@@ -236,20 +327,27 @@ def plot(figures: dict[str, Any], path: Path) -> None:
     ):
         points = sorted((v["records"], v["rows_per_s"]) for v in figures[key]["tables"].values())
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
-    if "memory" in figures:
-        m = figures["memory"]
+    mem_points = [p["memory"] for p in figures.get("scale", {}).get("points", []) if "memory" in p]
+    if mem_points:
         ax.plot(
-            [m["at_100k"]["records"], m["at_1m"]["records"]],
-            [m["at_100k"]["rows_per_s"], m["at_1m"]["rows_per_s"]],
+            [m["records"] for m in mem_points],
+            [m["rows_per_s"] for m in mem_points],
             marker="^",
             linestyle="--",
-            label="extract+land OrderLines alone (memory runs)",
+            label="extract+land OrderLines alone (memory runs of the scale curve)",
+        )
+    for file_format, run in figures["dlt_rest_api"].get("formats", {}).items():
+        ax.axhline(
+            run["rows_per_s"],
+            color="grey" if file_format == "csv" else "silver",
+            linestyle=":",
+            label=f"dlt rest_api, {file_format} loader (all tables)",
         )
     ax.axhline(
-        figures["dlt_rest_api"]["rows_per_s"], color="grey", linestyle=":", label="dlt rest_api (all tables)"
-    )
-    ax.axhline(
-        figures["per_record"]["rows_per_s"], color="red", linestyle=":", label="one transaction per record"
+        figures["per_record"]["rows_per_s"],
+        color="red",
+        linestyle=":",
+        label="one transaction per record (durable server)",
     )
     ax.set_xscale("log")
     ax.set_xlabel("table size (records)")

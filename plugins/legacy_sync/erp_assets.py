@@ -28,7 +28,6 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, task
 
-from legacy_sync import ledger
 from legacy_sync.registry import TABLES, get_table
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,9 @@ ERP_ASSETS: dict[str, Asset] = {table: erp_asset(table) for table in ERP_TABLES}
 
 def changes(conn: Any, run_id: str, dag_id: str | None = None) -> dict[str, dict[str, Any]]:
     """{ERP table: the event's extra} for every ERP table whose content ``run_id`` changed."""
+    # Imported here: DAG files import this module, and the ledger brings psycopg (DAG parse time).
+    from legacy_sync import ledger
+
     found: dict[str, dict[str, Any]] = {}
     for change in ledger.run_changes(conn, run_id):
         extra = {
