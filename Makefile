@@ -22,7 +22,7 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 install: $(VENV)/.installed  ## create .venv from the lock file
 
 demo: install  ## local PostgreSQL + 4D simulator + one sync run, then its summary
-	$(VENV)/bin/legacy-sync demo
+	$(VENV)/bin/python -m devtools.demo
 
 test: install  ## the whole suite; starts its own PostgreSQL and simulator
 	$(VENV)/bin/python -m pytest -m "not isolated" $(PYTEST_ARGS)

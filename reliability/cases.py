@@ -27,11 +27,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from devtools.local_postgres import LocalPostgres
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import pipeline
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import MemorySessionStore
-from legacy_sync.local_postgres import LocalPostgres
 from legacy_sync.registry import TABLES
 
 USER, PASSWORD = "sync", "reliability-password"

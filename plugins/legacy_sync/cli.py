@@ -1,6 +1,5 @@
 """``legacy-sync``: the project's command line.
 
-- ``legacy-sync demo``: local PostgreSQL + 4D simulator + one DAG run, then the summary.
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
@@ -10,7 +9,6 @@
   :mod:`legacy_sync.cutover_cli`).
 - ``legacy-sync check-secrets [--env-file .env] [--for compose|airflow]``: refuse placeholder or
   weak secrets (see :mod:`legacy_sync.secret_policy`).
-- ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -163,20 +160,8 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulator(argv: list[str]) -> int:
-    from legacy4d_simulator.cli import main as simulator_main
-
-    return int(simulator_main(argv) or 0)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from legacy_sync.local_run import run_demo
-
-    return run_demo(Path.cwd(), runs=args.runs)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
-    from legacy_sync.local_run import run_sync_once
+    from legacy_sync.dags_test import run_sync_once
 
     return run_sync_once(full=args.full, tables=args.table or None)
 
@@ -239,10 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legacy-sync", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="local PostgreSQL + 4D simulator + one sync run, then its summary")
-    demo.add_argument("--runs", type=int, default=1, help="how many sync runs in a row (default 1)")
-    demo.set_defaults(func=cmd_demo)
-
     sync = sub.add_parser("sync", help="run the sync DAG once with `airflow dags test`")
     sync.add_argument("--full", action="store_true", help="re-read everything and detect deletions")
     sync.add_argument("--table", action="append", help="legacy table to sync (repeatable; default all)")
@@ -293,9 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse placeholder or weak secrets (options: legacy-sync check-secrets --help)",
         add_help=False,
     )
-    sub.add_parser(
-        "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
-    )
     return parser
 
 
@@ -303,8 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
-    if argv[:1] == ["simulator"]:
-        return cmd_simulator(argv[1:])
     if argv[:1] == ["check-secrets"]:
         from legacy_sync.secret_policy import main as check_secrets
 
