@@ -18,19 +18,12 @@ import logging
 import os
 import sys
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from legacy_sync.ledger import Status
-
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-
-
-def plain(value: object) -> Text:
-    """Text from the database or a 4D server, shown as is: ``[red]`` or ``[/x]`` in it is not markup."""
-    return Text("" if value is None else str(value))
+from legacy_sync.terminal import console, erp_conninfo, plain
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -108,21 +101,11 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _erp_conninfo(args: argparse.Namespace) -> str:
-    """``--database-url``, ``ERP_DATABASE_URL``, else Airflow's ``erp_postgres_default``."""
-    url = getattr(args, "database_url", None) or os.environ.get("ERP_DATABASE_URL")
-    if url:
-        return str(url)
-    from legacy_sync.erp_db import conninfo_from_airflow
-
-    return conninfo_from_airflow()
-
-
 def cmd_session(args: argparse.Namespace) -> int:
     from legacy_sync import erp_db
     from legacy_sync.session_store import PostgresSessionStore
 
-    conninfo = _erp_conninfo(args)
+    conninfo = erp_conninfo(args)
     store = PostgresSessionStore(conninfo, args.conn_id)
     if not args.release:
         with erp_db.connect(conninfo) as conn:

@@ -41,15 +41,15 @@ TAGS = ["legacy-4d", "erp", "cutover"]
 
 
 def _conninfo() -> str:
-    from legacy_sync.dag_factory import conninfo
+    from legacy_sync import erp_db
 
-    return conninfo()
+    return erp_db.conninfo_from_airflow()
 
 
 def _fourd_client() -> Any:
-    from legacy_sync.dag_factory import fourd_client
+    from legacy_sync.hook import shared_session_client
 
-    return fourd_client()
+    return shared_session_client()
 
 
 def add_sync_tasks(dag_id: str, summary: Any) -> None:

@@ -170,11 +170,9 @@ def conninfo() -> str:
 
 
 def fourd_client() -> Any:
-    from legacy_sync.hook import Legacy4DHook
-    from legacy_sync.session_store import PostgresSessionStore
+    from legacy_sync.hook import shared_session_client
 
-    store = PostgresSessionStore(conninfo(), LEGACY_4D_CONN_ID)
-    return Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn()
+    return shared_session_client(LEGACY_4D_CONN_ID)
 
 
 def _still_running(dag_id: str | None, run_id: str) -> bool:

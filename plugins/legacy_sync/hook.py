@@ -154,3 +154,15 @@ class Legacy4DHook(BaseHook):
         except Exception as exc:
             return False, str(exc)
         return True, f"Connected; 4D exposes {len(names)} dataclasses: {', '.join(names[:12])}"
+
+
+def shared_session_client(conn_id: str = Legacy4DHook.default_conn_name) -> FourDClient:
+    """A client on ``conn_id`` whose 4D session (a licence) every task and run shares.
+
+    The session is kept, encrypted, in the ERP database (``legacy_sync.fourd_session``).
+    """
+    from legacy_sync import erp_db
+    from legacy_sync.session_store import PostgresSessionStore
+
+    store = PostgresSessionStore(erp_db.conninfo_from_airflow(), conn_id)
+    return Legacy4DHook(conn_id, session_store=store).get_conn()

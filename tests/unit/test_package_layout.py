@@ -23,7 +23,12 @@ def module_name(path: Path) -> str:
 def imported_modules(path: Path) -> set[str]:
     """Every module ``path`` imports, at module level or inside a function (lazy imports count)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for block in ast.walk(tree):
+        # Names imported for type checkers only are not imports at run time.
+        if isinstance(block, ast.If) and ast.unparse(block.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}:
+            block.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -31,6 +36,14 @@ def imported_modules(path: Path) -> set[str]:
             # `from legacy_sync.monitor import queries` imports the submodule, not only the package.
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {
+        name: {imported for imported in imported_modules(path) if imported in modules and imported != name}
+        for name, path in modules.items()
+    }
 
 
 def test_the_runtime_package_imports_no_dev_tool() -> None:
@@ -41,6 +54,28 @@ def test_the_runtime_package_imports_no_dev_tool() -> None:
         if imported.split(".")[0] in DEV_MODULES
     }
     assert not offenders, sorted(offenders)
+
+
+def test_the_runtime_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}  # "open" while on the current path, "done" after
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    # A package's __init__ re-exporting its submodules is not a cycle of ours.
+    cycles = [c for c in cycles if not all(m == c[0] or m.startswith(c[0] + ".") for m in c)]
+    assert not cycles, [" -> ".join(cycle) for cycle in cycles]
 
 
 def test_the_wheel_carries_only_the_runtime_package(tmp_path: Path) -> None:
