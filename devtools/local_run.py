@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from devtools.local_postgres import LocalPostgres, free_port
+from legacy_sync.contracts import FOURD_CONN_TYPE, POOL
 from legacy_sync.dags_test import console, console_script, dags_test, run_logged
 
 SIMULATOR_USER = "demo"
@@ -113,7 +114,7 @@ def airflow_env(
         "LEGACY_SYNC_DBT_PROJECT_DIR": str(project_root / "dbt_project"),
         "AIRFLOW_CONN_LEGACY_4D_DEFAULT": orjson.dumps(
             {
-                "conn_type": "legacy_4d",
+                "conn_type": FOURD_CONN_TYPE,
                 "host": fourd.hostname,
                 "port": fourd.port,
                 "schema": fourd.scheme,
@@ -148,12 +149,12 @@ def _fernet_key(airflow_home: Path) -> str:
 
 def prepare_airflow(env: dict[str, str], log_file: Path) -> None:
     """Migrate the metadata DB (idempotent) and create the pool that caps 4D sessions."""
-    console.print("[bold]Preparing Airflow[/bold] (metadata DB and the legacy_4d pool)...")
+    console.print(f"[bold]Preparing Airflow[/bold] (metadata DB and the {POOL} pool)...")
     if run_logged([console_script("airflow"), "db", "migrate"], env, log_file, False) != 0:
         raise RuntimeError(f"airflow db migrate failed; see {log_file}")
     if (
         run_logged(
-            [console_script("airflow"), "pools", "set", "legacy_4d", "3", "4D client licences for the sync"],
+            [console_script("airflow"), "pools", "set", POOL, "3", "4D client licences for the sync"],
             env,
             log_file,
             False,

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from legacy_sync.contracts import FOURD_CONN_ID
 from legacy_sync.ledger import Status
 from legacy_sync.terminal import console, erp_conninfo, plain
 
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     errors.set_defaults(func=cmd_errors)
 
     probe = sub.add_parser("probe", help="report what a 4D server is like, before the first sync")
-    probe.add_argument("--conn-id", default="legacy_4d_default", help="Airflow connection (default)")
+    probe.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow connection (default)")
     probe.add_argument("--url", help="or a server URL, e.g. https://erp.example.com:8044")
     probe.add_argument("--user", help="4D user (with --url)")
     probe.add_argument("--password-env", help="name of the env variable holding the password (with --url)")
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log the session out of 4D ($directory/logout) and forget it; the next run logs in again",
     )
-    session.add_argument("--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)")
+    session.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow 4D connection (default)")
     session.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
     session.set_defaults(func=cmd_session)
 

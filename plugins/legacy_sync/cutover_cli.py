@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.table import Table
 
+from legacy_sync.contracts import FOURD_CONN_ID
 from legacy_sync.terminal import console, erp_conninfo, plain
 
 
@@ -201,9 +202,7 @@ def add_commands(sub: Any) -> None:
     def common(parser: argparse.ArgumentParser, fourd: bool = False) -> None:
         parser.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
         if fourd:
-            parser.add_argument(
-                "--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)"
-            )
+            parser.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow 4D connection (default)")
 
     coverage = sub.add_parser(
         "coverage", help="4D tables and fields the sync does not move; tables without a key"

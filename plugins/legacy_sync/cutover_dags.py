@@ -29,12 +29,9 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
+from legacy_sync.contracts import DIFF_DAG_ID, DRIFT_DAG_ID, FRESHNESS_DAG_ID, POOL
 from legacy_sync.registry import TABLE_NAMES
 
-DIFF_DAG_ID = "legacy_erp_diff"
-FRESHNESS_DAG_ID = "legacy_erp_freshness"
-DRIFT_DAG_ID = "legacy_erp_schema_drift"
-POOL = "legacy_4d"
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DEFAULT_ARGS = {"owner": "erp-migration", "retries": 0}
 TAGS = ["legacy-4d", "erp", "cutover"]

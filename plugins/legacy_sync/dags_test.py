@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from legacy_sync.contracts import SYNC_DAG_ID
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 # Lines worth showing while a run works: landing progress, each dbt model, failures.
@@ -58,7 +60,7 @@ def _shorten(line: str) -> str:
 
 
 def dags_test(
-    env: dict[str, str], log_file: Path, dag_id: str = "legacy_erp_sync", conf: dict[str, Any] | None = None
+    env: dict[str, str], log_file: Path, dag_id: str = SYNC_DAG_ID, conf: dict[str, Any] | None = None
 ) -> int:
     """One DAG run with ``airflow dags test``; returns its exit code."""
     command = [console_script("airflow"), "dags", "test", dag_id]

@@ -88,3 +88,37 @@ def test_the_wheel_carries_only_the_runtime_package(tmp_path: Path) -> None:
     assert "legacy_sync/sql/schema.sql" in names
     dev_tools = [n for n in names if Path(n).stem in {"local_run", "local_postgres", "demo"}]
     assert not dev_tools, dev_tools
+
+
+def test_the_4d_client_speaks_of_4d_only() -> None:
+    """Airflow's names (connection, pool) are the Airflow layer's advice, not the 4D client's."""
+    said = []
+    for path in (PACKAGE / "fourd").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        said += [
+            f"{path.name}: {node.value[:60]!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and any(word in node.value.lower() for word in ("airflow", "legacy_4d", " pool"))
+        ]
+    assert not said, said
+
+
+def test_the_airflow_layer_adds_airflow_advice_to_4d_errors() -> None:
+    from legacy_sync.contracts import FOURD_CONN_ID, POOL
+    from legacy_sync.fourd import FourDError, LicenceExhaustedError
+    from legacy_sync.fourd.errors import LoginRefusedError
+    from legacy_sync.pipeline import extract_failure_message
+
+    assert f"`{POOL}` pool" in extract_failure_message("Products", LicenceExhaustedError("402"))
+    assert f"`{FOURD_CONN_ID}` connection" in extract_failure_message("Products", LoginRefusedError("no"))
+    assert "Airflow" not in extract_failure_message("Products", FourDError("HTTP 500"))

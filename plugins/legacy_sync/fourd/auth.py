@@ -17,7 +17,7 @@ from typing import Protocol
 import httpx
 import orjson
 
-from legacy_sync.fourd.errors import FourDError, error_from_response
+from legacy_sync.fourd.errors import FourDError, LoginRefusedError, error_from_response
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,9 @@ class FourDSessionAuth(httpx.Auth):
             except (orjson.JSONDecodeError, AttributeError):
                 accepted = False
             if not accepted:
-                raise FourDError(
-                    f"4D login refused for user {self._username!r}: check the login and password of the "
-                    "`legacy_4d_default` connection and that the user may open REST sessions.",
+                raise LoginRefusedError(
+                    f"4D login refused for user {self._username!r}: check the login and password and "
+                    "that the user may open REST sessions.",
                     status=response.status_code,
                 )
             cookie = pick_session_cookie(response, self._session_cookies)

@@ -35,6 +35,10 @@ class LicenceExhaustedError(FourDError):
     """HTTP 402: every 4D client licence is taken by other sessions."""
 
 
+class LoginRefusedError(FourDError):
+    """4D answered the login but did not accept the user and password."""
+
+
 class PagingError(FourDError):
     """4D's answers break a guarantee that reading by key relies on: key order, unique keys,
     the key filter.
@@ -81,7 +85,7 @@ def error_from_response(response: httpx.Response, what: str) -> FourDError:
         return LicenceExhaustedError(
             f"{what}: the 4D server has no client licence left (HTTP 402: {detail}). Other sessions "
             "hold them until idle for their timeout (60+ minutes). Free licences on the 4D server "
-            "or lower the `legacy_4d` pool size, then retry.",
+            "or hold fewer sessions at once, then retry.",
             status=status,
             codes=codes,
             retryable=True,
