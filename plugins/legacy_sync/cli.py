@@ -59,7 +59,11 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     )
     for column in ("table", "status", *columns):
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
-    colours = {Status.COMPLETED: "green", Status.PARTIALLY_COMPLETED: "yellow", Status.FAILED: "red"}
+    colours: dict[str, str] = {
+        Status.COMPLETED: "green",
+        Status.PARTIALLY_COMPLETED: "yellow",
+        Status.FAILED: "red",
+    }
     for row in summary:
         table.add_row(
             plain(row.table),

@@ -1,4 +1,4 @@
-"""The names other people and tools depend on (docs/architecture's contracts), each defined once.
+"""The names other people and tools depend on (the README's Contracts), each defined once.
 
 Renaming one needs a migration note in the README. Nothing here imports anything: the 4D client,
 the DAG files and the monitor all read their names from this module.

@@ -178,13 +178,13 @@ def build_diff_dag(schedule: str | None) -> DAG:
         @task(pool=POOL)
         def coverage() -> str:
             """What 4D's REST user can see that the sync does not move."""
-            from legacy_sync import coverage as audit
             from legacy_sync import erp_db
+            from legacy_sync.coverage import audit, store
 
             with _fourd_client() as client:
-                report = audit.audit(client)
+                report = audit(client)
             with erp_db.connect(_conninfo(), autocommit=True) as conn:
-                audit.store(conn, report, get_current_context()["run_id"])
+                store(conn, report, get_current_context()["run_id"])
             return report.verdict()
 
         @task(

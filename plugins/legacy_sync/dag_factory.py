@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import (
+from airflow.sdk import (  # type: ignore[attr-defined]  # Deadline Alerts: lazily exported
     DAG,
     AsyncCallback,
     DeadlineAlert,
@@ -314,7 +314,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         landed = extract_and_land.expand(item=tables)
         merged = transform()
         checked = reconcile()
-        summary = summarize(tables)
+        summary = summarize(tables)  # type: ignore[arg-type]  # an XComArg, resolved at run time
         landed >> merged >> checked >> summary
         # Beside the summary: what they read was written by transform (the counts, the held
         # deletions), and a person hears of held deletions even when a table failed.

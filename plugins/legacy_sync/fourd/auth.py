@@ -116,7 +116,6 @@ class FourDSessionAuth(httpx.Auth):
         # 4D ignores lengths under 60 minutes.
         self._session_minutes = max(60, int(session_minutes))
         self.store = store
-        self.logins = 0
         self._cookie: Cookie | None = None  # cached: the store is read once, not per request
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -156,7 +155,6 @@ class FourDSessionAuth(httpx.Auth):
             # Other cookies (a load balancer's stickiness cookie) go along, as from a browser.
             self._apply(login, None, source=request)
             response = yield login
-            self.logins += 1
             self._apply(request, None, response)  # keep what the login answer set (not the session)
             if response.status_code >= 400:
                 raise error_from_response(response, "4D login")

@@ -1,6 +1,6 @@
 """The 4D REST client: one httpx connection pool, one session, one retry layer.
 
-Retry layers are decided on purpose (docs/style.md habit 4): this client retries transient
+Retry layers are decided on purpose, one per failure kind: this client retries transient
 faults (429, 5xx without a query error, timeouts, dropped connections) with exponential
 backoff that honours ``Retry-After``, and waits longer on HTTP 402 (no licence left) because
 licences free up only when other sessions go idle. Whoever calls the client decides what

@@ -2,7 +2,7 @@
 
 4D answers errors with ``{"__ERROR": [{"message", "componentSignature", "errCode"}]}``. The HTTP
 status alone does not say whether trying again can help: a 500 can be a passing server fault
-or a query 4D will never accept. The error codes decide (see docs/4d-rest-protocol.md §5).
+or a query 4D will never accept. The error codes decide (``FATAL_CODES``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _headline(message: str) -> str:
 def error_from_response(response: httpx.Response, what: str) -> FourDError:
     """Turn a non-2xx 4D response into a classified, readable :class:`FourDError`."""
     errors = parse_errors(response)
-    codes = tuple(int(e["errCode"]) for e in errors if isinstance(e.get("errCode"), int))
+    codes = tuple(code for e in errors if isinstance(code := e.get("errCode"), int))
     messages = [_headline(str(e.get("message", ""))) for e in errors if e.get("message")]
     status = response.status_code
     detail = "; ".join(f"{m} (4D error {c})" for m, c in zip(messages, codes, strict=False)) or (
