@@ -22,7 +22,7 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 install: $(VENV)/.installed  ## create .venv from the lock file
 
 demo: install  ## local PostgreSQL + 4D simulator + one sync run, then its summary
-	$(VENV)/bin/legacy-sync demo
+	$(VENV)/bin/python -m devtools.demo
 
 test: install  ## the whole suite; starts its own PostgreSQL and simulator
 	$(VENV)/bin/python -m pytest -m "not isolated" $(PYTEST_ARGS)
@@ -32,16 +32,20 @@ test: install  ## the whole suite; starts its own PostgreSQL and simulator
 test-unit: install
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install  ## ruff (with Airflow's AIR rules) and sqlfluff
+test-integration: install  ## real PostgreSQL and the 4D simulator (started by the session)
+	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: install  ## ruff (with Airflow's AIR rules), mypy on the runtime package, sqlfluff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy plugins/legacy_sync
 	$(VENV)/bin/sqlfluff lint dbt_project
 
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: | $(UV)  ## issue 8's benchmark (~10 min at 1M records; not part of `make test`); BENCH_RECORDS=N
+bench: | $(UV)  ## the benchmark (duration and results: bench/README.md; not part of `make test`); BENCH_RECORDS=N
 	$(UV) sync --frozen --group bench --python $(PYTHON)
 	$(VENV)/bin/python -m bench.run
 

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import psycopg
 
+from devtools.local_postgres import LocalPostgres
+from devtools.local_run import SIMULATOR_USER, simulator_process
 from legacy_sync.fourd import FourDClient
 from legacy_sync.fourd.auth import MemorySessionStore
 from legacy_sync.fourd.client import FourDSettings
-from legacy_sync.local_postgres import LocalPostgres
-from legacy_sync.local_run import SIMULATOR_USER, simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".data" / "bench"

@@ -92,7 +92,7 @@ def airflow_startup(sim: Sim, url: str, in_process_seconds: float) -> dict[str, 
     ``airflow db migrate`` and the pool are set up once before (a deployment's one-off cost).
     """
     from bench.common import SIM_USER
-    from legacy_sync.local_run import airflow_env, dags_test, prepare_airflow
+    from devtools.local_run import airflow_env, dags_test, prepare_airflow
 
     home = WORK / "airflow"
     env = airflow_env(home, ROOT, url, sim.base_url, SIM_USER, sim.password)
@@ -109,10 +109,10 @@ def airflow_startup(sim: Sim, url: str, in_process_seconds: float) -> dict[str, 
         log(f"airflow dags test exited with {code} (see {log_file}); measuring CLI start + DAG parse instead")
         import subprocess
 
-        from legacy_sync.local_run import _bin
+        from legacy_sync.dags_test import console_script
 
         t0 = time.perf_counter()
-        command = [_bin("airflow"), "dags", "details", "legacy_erp_sync"]
+        command = [console_script("airflow"), "dags", "details", "legacy_erp_sync"]
         out = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
         startup = time.perf_counter() - t0
         log(f"airflow dags details: {startup:.1f}s (exit {out.returncode})")

@@ -26,11 +26,11 @@ def dags_report(env: dict[str, str]) -> dict[str, Any]:
     The report parses every file in one process: the first file (alphabetically) also pays the
     imports the files share (Airflow's SDK, our DAG factory), as every file does in a fresh
     dag-processor process."""
-    from legacy_sync.local_run import _bin
+    from legacy_sync.dags_test import console_script
 
     started = time.perf_counter()
     out = subprocess.run(
-        [_bin("airflow"), "dags", "report", "-o", "json"],
+        [console_script("airflow"), "dags", "report", "-o", "json"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -104,7 +104,7 @@ def task_startup(sim: Sim, url: str) -> dict[str, Any]:
 
 
 def measure(sim: Sim, url: str) -> dict[str, Any]:
-    from legacy_sync.local_run import airflow_env
+    from devtools.local_run import airflow_env
 
     home = WORK / "airflow"
     env = airflow_env(home, ROOT, url, sim.base_url, "bench", sim.password)

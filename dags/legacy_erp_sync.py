@@ -4,10 +4,11 @@ Wiring only: the DAG is built by ``legacy_sync.dag_factory`` from the table regi
 Set ``LEGACY_SYNC_SCHEDULE`` to a cron expression to change the schedule.
 """
 
+from legacy_sync.contracts import SYNC_DAG_ID
 from legacy_sync.dag_factory import build_sync_dag, schedule_from_env
 
 dag = build_sync_dag(
-    "legacy_erp_sync",
+    SYNC_DAG_ID,
     full=False,
     schedule=schedule_from_env("LEGACY_SYNC_SCHEDULE", "@hourly"),
     description="Legacy 4D ERP -> ERP: incremental sync",

@@ -27,6 +27,7 @@ from deploy.services import (
 from legacy_sync.secret_policy import COMPOSE_SECRETS
 
 IMAGE = "${LEGACY_SYNC_IMAGE:-legacy-erp-sync:3.3.2}"
+SIMULATOR_IMAGE = "${LEGACY_SYNC_SIMULATOR_IMAGE:-legacy-erp-sync-simulator:3.3.2}"
 POSTGRES_IMAGE = "postgres:16-bookworm"
 REDIS_IMAGE = "redis:7.2-bookworm"
 
@@ -74,7 +75,8 @@ HEALTHCHECKS = {
 def compose_document() -> dict[str, Any]:
     """The whole compose file as data (what ``yaml.safe_load`` of the rendered file returns)."""
     site = COMPOSE_SITE
-    build = {"context": ".", "dockerfile": "docker/Dockerfile"}
+    # docker/Dockerfile's stages: the production image, and the same plus the 4D simulator.
+    build = {"context": ".", "dockerfile": "docker/Dockerfile", "target": "airflow"}
     env = airflow_environment(site)
     checked = {"condition": "service_completed_successfully"}
     depends_on = {
@@ -142,8 +144,8 @@ def compose_document() -> dict[str, Any]:
             # A stand-in for the 4D server; leave the `simulator` profile out of COMPOSE_PROFILES
             # when LEGACY_4D_HOST points at a real one.
             "profiles": ["simulator"],
-            "build": build,
-            "image": IMAGE,
+            "build": {**build, "target": "simulator"},
+            "image": SIMULATOR_IMAGE,
             "command": simulator_command(
                 SIMULATOR_PORT,
                 site.fourd.login,

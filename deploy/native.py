@@ -51,7 +51,7 @@ class DeploymentError(RuntimeError):
 
 
 def free_port() -> int:
-    from legacy_sync.local_postgres import free_port as _free_port
+    from devtools.local_postgres import free_port as _free_port
 
     return _free_port()
 

@@ -17,9 +17,10 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from legacy_sync.contracts import FOURD_CONN_TYPE, POOL
+
 AIRFLOW = "airflow"
 PYTHON = "python"
-POOL = "legacy_4d"
 POOL_DESCRIPTION = "4D client licences the sync may hold at once"
 SIMULATOR_PORT = "8044"
 API_PORT = "8080"
@@ -94,7 +95,7 @@ def fourd_connection(server: FourDServer) -> str:
     """``AIRFLOW_CONN_LEGACY_4D_DEFAULT`` in Airflow's JSON form (the hook parses the text values)."""
     return json.dumps(
         {
-            "conn_type": "legacy_4d",
+            "conn_type": FOURD_CONN_TYPE,
             "host": server.host,
             "port": server.port,
             "schema": server.schema,

@@ -34,15 +34,15 @@ import psycopg
 from psycopg import sql
 
 from deploy.erp_db_init import create_sync_role, drop_role
+from devtools.local_postgres import LocalPostgres
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import pipeline
+from legacy_sync.contracts import FOURD_CONN_ID as CONN_ID  # the DAG's session row in fourd_session
 from legacy_sync.fourd import FourDClient, FourDSettings
-from legacy_sync.local_postgres import LocalPostgres
 from legacy_sync.registry import TABLES
 from legacy_sync.session_store import PostgresSessionStore
 
 USER, PASSWORD = "sync", "reliability-password"
-CONN_ID = "legacy_4d_default"  # the DAG's 4D connection id: its session row in legacy_sync.fourd_session
 FAST = {"backoff_max_seconds": 0.2, "licence_backoff_seconds": 0.2, "licence_wait_seconds": 30.0}
 
 # One business column per table whose value the reconciliation compares with 4D's.

@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from psycopg import sql
 
 from deploy.erp_db_init import create_sync_role, drop_role
-from legacy_sync.local_postgres import LocalPostgres
+from devtools.local_postgres import LocalPostgres
 
 # Under CI a skipped test fails (tests/ci_no_skip.py); pytester lets a test check that in a sub-session.
 pytest_plugins = ["tests.ci_no_skip", "pytester"]

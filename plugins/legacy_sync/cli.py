@@ -1,6 +1,5 @@
 """``legacy-sync``: the project's command line.
 
-- ``legacy-sync demo``: local PostgreSQL + 4D simulator + one DAG run, then the summary.
 - ``legacy-sync sync [--full] [--table T ...]``: run the sync DAG once (the original management command).
 - ``legacy-sync status`` / ``legacy-sync errors --table T``: read the sync log.
 - ``legacy-sync probe``: what a 4D server is like (version, tables, tracking, limits).
@@ -10,7 +9,6 @@
   :mod:`legacy_sync.cutover_cli`).
 - ``legacy-sync check-secrets [--env-file .env] [--for compose|airflow]``: refuse placeholder or
   weak secrets (see :mod:`legacy_sync.secret_policy`).
-- ``legacy-sync simulator ...``: the 4D REST simulator (see simulator/README.md).
 """
 
 from __future__ import annotations
@@ -19,21 +17,14 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from legacy_sync.contracts import FOURD_CONN_ID
 from legacy_sync.ledger import Status
-
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-
-
-def plain(value: object) -> Text:
-    """Text from the database or a 4D server, shown as is: ``[red]`` or ``[/x]`` in it is not markup."""
-    return Text("" if value is None else str(value))
+from legacy_sync.terminal import console, erp_conninfo, plain
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -68,7 +59,11 @@ def print_summary(conninfo: str, run_id: str | None = None, errors: int = 10) ->
     )
     for column in ("table", "status", *columns):
         table.add_column(column, justify="left" if column in ("table", "status") else "right")
-    colours = {Status.COMPLETED: "green", Status.PARTIALLY_COMPLETED: "yellow", Status.FAILED: "red"}
+    colours: dict[str, str] = {
+        Status.COMPLETED: "green",
+        Status.PARTIALLY_COMPLETED: "yellow",
+        Status.FAILED: "red",
+    }
     for row in summary:
         table.add_row(
             plain(row.table),
@@ -111,21 +106,11 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _erp_conninfo(args: argparse.Namespace) -> str:
-    """``--database-url``, ``ERP_DATABASE_URL``, else Airflow's ``erp_postgres_default``."""
-    url = getattr(args, "database_url", None) or os.environ.get("ERP_DATABASE_URL")
-    if url:
-        return str(url)
-    from legacy_sync.erp_db import conninfo_from_airflow
-
-    return conninfo_from_airflow()
-
-
 def cmd_session(args: argparse.Namespace) -> int:
     from legacy_sync import erp_db
     from legacy_sync.session_store import PostgresSessionStore
 
-    conninfo = _erp_conninfo(args)
+    conninfo = erp_conninfo(args)
     store = PostgresSessionStore(conninfo, args.conn_id)
     if not args.release:
         with erp_db.connect(conninfo) as conn:
@@ -163,20 +148,8 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulator(argv: list[str]) -> int:
-    from legacy4d_simulator.cli import main as simulator_main
-
-    return int(simulator_main(argv) or 0)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from legacy_sync.local_run import run_demo
-
-    return run_demo(Path.cwd(), runs=args.runs)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
-    from legacy_sync.local_run import run_sync_once
+    from legacy_sync.dags_test import run_sync_once
 
     return run_sync_once(full=args.full, tables=args.table or None)
 
@@ -239,10 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legacy-sync", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="local PostgreSQL + 4D simulator + one sync run, then its summary")
-    demo.add_argument("--runs", type=int, default=1, help="how many sync runs in a row (default 1)")
-    demo.set_defaults(func=cmd_demo)
-
     sync = sub.add_parser("sync", help="run the sync DAG once with `airflow dags test`")
     sync.add_argument("--full", action="store_true", help="re-read everything and detect deletions")
     sync.add_argument("--table", action="append", help="legacy table to sync (repeatable; default all)")
@@ -260,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     errors.set_defaults(func=cmd_errors)
 
     probe = sub.add_parser("probe", help="report what a 4D server is like, before the first sync")
-    probe.add_argument("--conn-id", default="legacy_4d_default", help="Airflow connection (default)")
+    probe.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow connection (default)")
     probe.add_argument("--url", help="or a server URL, e.g. https://erp.example.com:8044")
     probe.add_argument("--user", help="4D user (with --url)")
     probe.add_argument("--password-env", help="name of the env variable holding the password (with --url)")
@@ -280,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log the session out of 4D ($directory/logout) and forget it; the next run logs in again",
     )
-    session.add_argument("--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)")
+    session.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow 4D connection (default)")
     session.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
     session.set_defaults(func=cmd_session)
 
@@ -293,9 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse placeholder or weak secrets (options: legacy-sync check-secrets --help)",
         add_help=False,
     )
-    sub.add_parser(
-        "simulator", help="run the 4D REST simulator (options: legacy-sync simulator --help)", add_help=False
-    )
     return parser
 
 
@@ -303,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
-    if argv[:1] == ["simulator"]:
-        return cmd_simulator(argv[1:])
     if argv[:1] == ["check-secrets"]:
         from legacy_sync.secret_policy import main as check_secrets
 

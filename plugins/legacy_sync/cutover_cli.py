@@ -22,7 +22,8 @@ from typing import Any
 
 from rich.table import Table
 
-from legacy_sync.cli import _erp_conninfo, console, plain
+from legacy_sync.contracts import FOURD_CONN_ID
+from legacy_sync.terminal import console, erp_conninfo, plain
 
 
 def _client_factory(conninfo: str, conn_id: str) -> Any:
@@ -40,7 +41,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
     from legacy_sync import coverage, erp_db, ledger
 
-    conninfo = _erp_conninfo(args)
+    conninfo = erp_conninfo(args)
     with erp_db.connect(conninfo, autocommit=True) as conn:
         ledger.apply_schema(conn)  # the shared 4D session lives there too
     with _client_factory(conninfo, args.conn_id)() as client:
@@ -108,7 +109,7 @@ def _print_diff(rows: list[dict[str, Any]], diff_row: dict[str, Any] | None) -> 
 def cmd_diff(args: argparse.Namespace) -> int:
     from legacy_sync import cutover_ledger, diff, erp_db
 
-    conninfo = _erp_conninfo(args)
+    conninfo = erp_conninfo(args)
     if args.show is not None or args.show_latest:
         with erp_db.connect(conninfo) as conn:
             found = (
@@ -146,7 +147,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from legacy_sync import cutover_ledger, drift, erp_db
 
-    conninfo = _erp_conninfo(args)
+    conninfo = erp_conninfo(args)
     with erp_db.connect(conninfo, autocommit=True) as conn:
         if args.accept:
             accepted = drift.accept(
@@ -178,7 +179,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_freshness(args: argparse.Namespace) -> int:
     from legacy_sync import erp_db, freshness
 
-    with erp_db.connect(_erp_conninfo(args)) as conn:
+    with erp_db.connect(erp_conninfo(args)) as conn:
         ages = freshness.table_ages(conn)
     table = Table(title="Freshness: age of each table's last successful sync")
     for column in ("table", "last success (UTC)", "age", "limit", "stale"):
@@ -201,9 +202,7 @@ def add_commands(sub: Any) -> None:
     def common(parser: argparse.ArgumentParser, fourd: bool = False) -> None:
         parser.add_argument("--database-url", help="ERP database (default: ERP_DATABASE_URL, else Airflow's)")
         if fourd:
-            parser.add_argument(
-                "--conn-id", default="legacy_4d_default", help="Airflow 4D connection (default)"
-            )
+            parser.add_argument("--conn-id", default=FOURD_CONN_ID, help="Airflow 4D connection (default)")
 
     coverage = sub.add_parser(
         "coverage", help="4D tables and fields the sync does not move; tables without a key"

@@ -29,27 +29,24 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
+from legacy_sync.contracts import DIFF_DAG_ID, DRIFT_DAG_ID, FRESHNESS_DAG_ID, POOL
 from legacy_sync.registry import TABLE_NAMES
 
-DIFF_DAG_ID = "legacy_erp_diff"
-FRESHNESS_DAG_ID = "legacy_erp_freshness"
-DRIFT_DAG_ID = "legacy_erp_schema_drift"
-POOL = "legacy_4d"
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DEFAULT_ARGS = {"owner": "erp-migration", "retries": 0}
 TAGS = ["legacy-4d", "erp", "cutover"]
 
 
 def _conninfo() -> str:
-    from legacy_sync.dag_factory import conninfo
+    from legacy_sync import erp_db
 
-    return conninfo()
+    return erp_db.conninfo_from_airflow()
 
 
 def _fourd_client() -> Any:
-    from legacy_sync.dag_factory import fourd_client
+    from legacy_sync.hook import shared_session_client
 
-    return fourd_client()
+    return shared_session_client()
 
 
 def add_sync_tasks(dag_id: str, summary: Any) -> None:
@@ -181,13 +178,13 @@ def build_diff_dag(schedule: str | None) -> DAG:
         @task(pool=POOL)
         def coverage() -> str:
             """What 4D's REST user can see that the sync does not move."""
-            from legacy_sync import coverage as audit
             from legacy_sync import erp_db
+            from legacy_sync.coverage import audit, store
 
             with _fourd_client() as client:
-                report = audit.audit(client)
+                report = audit(client)
             with erp_db.connect(_conninfo(), autocommit=True) as conn:
-                audit.store(conn, report, get_current_context()["run_id"])
+                store(conn, report, get_current_context()["run_id"])
             return report.verdict()
 
         @task(

@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import (
+from airflow.sdk import (  # type: ignore[attr-defined]  # Deadline Alerts: lazily exported
     DAG,
     AsyncCallback,
     DeadlineAlert,
@@ -41,13 +41,10 @@ from airflow.sdk import (
 )
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
+from legacy_sync.contracts import DRIFT_DAG_ID, FOURD_CONN_ID, HELD_DELETES_DAG_ID, POOL
 from legacy_sync.cutover_dags import add_sync_tasks
 from legacy_sync.erp_assets import CHANGES_ALIAS
 from legacy_sync.registry import TABLE_NAMES
-
-LEGACY_4D_CONN_ID = "legacy_4d_default"
-POOL = "legacy_4d"
-HELD_DELETES_DAG_ID = "legacy_erp_held_deletes"
 
 DOC_MD = """
 ### {title}
@@ -71,7 +68,7 @@ Moves the legacy 4D ERP's tables ({tables}) into the ERP database: extract over 
    `apply_held_deletes`.
 
 7. A table FAILED with *is frozen*: 4D's structure of a `freeze`-policy table changed in a breaking way.
-   Accept it in the `legacy_erp_schema_drift` run waiting for you (or `legacy-sync drift --accept T`).
+   Accept it in the `{drift_dag}` run waiting for you (or `legacy-sync drift --accept T`).
    `send_digest` fails when a table failed: it is the run's last word; its digest says why.
 
 Watermarks move only in `summarize`, after the data is merged: re-running is always safe.
@@ -170,11 +167,9 @@ def conninfo() -> str:
 
 
 def fourd_client() -> Any:
-    from legacy_sync.hook import Legacy4DHook
-    from legacy_sync.session_store import PostgresSessionStore
+    from legacy_sync.hook import shared_session_client
 
-    store = PostgresSessionStore(conninfo(), LEGACY_4D_CONN_ID)
-    return Legacy4DHook(LEGACY_4D_CONN_ID, session_store=store).get_conn()
+    return shared_session_client(FOURD_CONN_ID)
 
 
 def _still_running(dag_id: str | None, run_id: str) -> bool:
@@ -203,7 +198,12 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         max_active_runs=1,
         params=_params(full),
         tags=["legacy-4d", "erp", "sync"],
-        doc_md=DOC_MD.format(title=description, tables=", ".join(TABLE_NAMES), held_dag=HELD_DELETES_DAG_ID),
+        doc_md=DOC_MD.format(
+            title=description,
+            tables=", ".join(TABLE_NAMES),
+            held_dag=HELD_DELETES_DAG_ID,
+            drift_dag=DRIFT_DAG_ID,
+        ),
         default_args={"owner": "erp-migration", "retries": 0},
         deadline=_deadline(dag_id, limit),
     ) as dag:
@@ -314,7 +314,7 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
         landed = extract_and_land.expand(item=tables)
         merged = transform()
         checked = reconcile()
-        summary = summarize(tables)
+        summary = summarize(tables)  # type: ignore[arg-type]  # an XComArg, resolved at run time
         landed >> merged >> checked >> summary
         # Beside the summary: what they read was written by transform (the counts, the held
         # deletions), and a person hears of held deletions even when a table failed.

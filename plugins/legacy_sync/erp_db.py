@@ -6,9 +6,8 @@ from typing import Any
 
 import psycopg
 
-ERP_CONN_ID = "erp_postgres_default"
-MONITOR_CONN_ID = "erp_postgres_monitor"
-"""The sync monitor's own connection: a SELECT-only role on the ledger tables it shows."""
+from legacy_sync.contracts import ERP_CONN_ID
+
 MONITOR_ROLE_ENV = "LEGACY_SYNC_MONITOR_ROLE"
 DEFAULT_MONITOR_ROLE = "legacy_sync_monitor"
 MONITOR_TABLES = (

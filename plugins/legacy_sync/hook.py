@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from legacy_sync import lineage
+from legacy_sync.contracts import FOURD_CONN_ID, FOURD_CONN_TYPE
 from legacy_sync.fourd import FourDClient, FourDSettings
 from legacy_sync.fourd.auth import DEFAULT_SESSION_COOKIES, SessionStore
 
@@ -62,8 +63,8 @@ class Legacy4DHook(BaseHook):
     """
 
     conn_name_attr = "legacy_4d_conn_id"
-    default_conn_name = "legacy_4d_default"
-    conn_type = "legacy_4d"
+    default_conn_name = FOURD_CONN_ID
+    conn_type = FOURD_CONN_TYPE
     hook_name = "Legacy 4D ERP (REST)"
 
     def __init__(
@@ -152,5 +153,19 @@ class Legacy4DHook(BaseHook):
             with self.get_conn() as client:
                 names = client.catalog()
         except Exception as exc:
-            return False, str(exc)
+            from legacy_sync.pipeline import airflow_advice
+
+            return False, f"{exc}{airflow_advice(exc, self.legacy_4d_conn_id)}"
         return True, f"Connected; 4D exposes {len(names)} dataclasses: {', '.join(names[:12])}"
+
+
+def shared_session_client(conn_id: str = Legacy4DHook.default_conn_name) -> FourDClient:
+    """A client on ``conn_id`` whose 4D session (a licence) every task and run shares.
+
+    The session is kept, encrypted, in the ERP database (``legacy_sync.fourd_session``).
+    """
+    from legacy_sync import erp_db
+    from legacy_sync.session_store import PostgresSessionStore
+
+    store = PostgresSessionStore(erp_db.conninfo_from_airflow(), conn_id)
+    return Legacy4DHook(conn_id, session_store=store).get_conn()

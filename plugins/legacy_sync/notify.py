@@ -29,6 +29,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from legacy_sync.contracts import MONITOR_URL_PREFIX
+
 log = logging.getLogger(__name__)
 
 NOTIFIERS_ENV = "LEGACY_SYNC_NOTIFIERS"
@@ -183,5 +185,5 @@ def monitor_url(path: str = "/") -> str | None:
                 airflow = ""
         if not airflow:
             return None
-        base = airflow.rstrip("/") + "/legacy-sync"
+        base = airflow.rstrip("/") + MONITOR_URL_PREFIX
     return base.rstrip("/") + path

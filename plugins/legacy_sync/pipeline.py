@@ -20,7 +20,9 @@ import httpx
 import psycopg
 
 from legacy_sync import dbt_build, drift, erp_db, landing, ledger, lineage, reconciliation
-from legacy_sync.fourd import FourDClient
+from legacy_sync.contracts import FOURD_CONN_ID, POOL
+from legacy_sync.fourd import FourDClient, LicenceExhaustedError
+from legacy_sync.fourd.errors import LoginRefusedError
 from legacy_sync.ledger import HoldPolicy, Mode
 from legacy_sync.registry import get_table, select_tables
 
@@ -91,19 +93,28 @@ def prepare(
     return [{"table": t.name, "mode": mode.value, **({"keys": keys} if keys else {})} for t in selected]
 
 
+def airflow_advice(exc: BaseException, conn_id: str = FOURD_CONN_ID) -> str:
+    """What to change in Airflow about a 4D error (the 4D client itself knows nothing of Airflow)."""
+    if isinstance(exc, LicenceExhaustedError):
+        return f" In Airflow: keep the `{POOL}` pool at or below the licences the sync may hold."
+    if isinstance(exc, LoginRefusedError):
+        return f" In Airflow: the login and password of the `{conn_id}` connection."
+    return ""
+
+
 def extract_failure_message(table: str, exc: BaseException) -> str:
     """Why a table could not be read, in words the operator can act on."""
     if isinstance(exc, httpx.TransportError):
         return (
             f"could not read {table} from 4D: {type(exc).__name__}: {exc or 'connection problem'}, "
             "even after retries. Check that the 4D server is up and reachable; if it drops large pages, "
-            "lower the `page_size` of the legacy_4d_default connection."
+            f"lower the `page_size` of the {FOURD_CONN_ID} connection."
         )
     if isinstance(exc, drift.DriftBlocked):
         return str(exc)
     if isinstance(exc, psycopg.Error):
         return f"could not land {table} in the ERP database: {type(exc).__name__}: {exc}".strip()
-    return f"could not read {table} from 4D: {exc}"
+    return f"could not read {table} from 4D: {exc}{airflow_advice(exc)}"
 
 
 def extract_table(

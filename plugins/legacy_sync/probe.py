@@ -1,6 +1,6 @@
 """``legacy-sync probe``: what a real 4D server is like, before the first sync.
 
-Answers the open questions of docs/4d-rest-protocol.md with one session: the 4D version,
+Answers, with one session, what the sync needs to know of a 4D server: the 4D version,
 which registry tables are exposed and their keys, change tracking per table, the unit of
 time fields, whether date filters work and in which format, the session cookie's name, and
 the largest page the server answers within the read timeout.

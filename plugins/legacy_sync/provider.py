@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from legacy_sync.contracts import FOURD_CONN_TYPE
+
 
 def get_provider_info() -> dict[str, Any]:
     """Called by Airflow's providers manager through the entry point."""
@@ -21,7 +23,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "legacy_sync.hook.Legacy4DHook",
                 "hook-name": "Legacy 4D ERP (REST)",
-                "connection-type": "legacy_4d",
+                "connection-type": FOURD_CONN_TYPE,
                 "conn-fields": {
                     "page_size": {
                         "label": "Page size",

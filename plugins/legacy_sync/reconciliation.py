@@ -62,7 +62,8 @@ def reconcile_run(
     problems: dict[str, str] = {}
     checked = []
     for table in tables:
-        if conn.execute("select to_regclass(%s)", (f"erp.{table.snake_name}",)).fetchone()[0] is None:
+        found = conn.execute("select to_regclass(%s)", (f"erp.{table.snake_name}",)).fetchone()
+        if found is None or found[0] is None:
             continue  # dbt never built it: the table already failed in transform
         missing, problem = check_losses(conn, run_id, table)
         if problem:

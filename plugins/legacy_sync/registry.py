@@ -41,7 +41,7 @@ class DriftPolicy(StrEnum):
 
 
 class Wire(StrEnum):
-    """How 4D sends a value over REST (docs/4d-rest-protocol.md §3.4), as dbt parses it."""
+    """How 4D sends a value over REST, as dbt parses it (dbt_project/macros/fourd/wire_types.sql)."""
 
     TEXT = "text"
     NUMBER = "number"

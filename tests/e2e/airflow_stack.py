@@ -40,9 +40,9 @@ import psycopg
 from psycopg import sql
 
 from deploy.processes import stop_process_trees
+from devtools.local_postgres import free_port
+from devtools.local_run import airflow_env
 from legacy_sync import ledger
-from legacy_sync.local_postgres import free_port
-from legacy_sync.local_run import airflow_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = str(Path(sys.executable).parent / "airflow")

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from devtools.local_run import airflow_env, dags_test, prepare_airflow
 from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
 from legacy_sync import erp_db
-from legacy_sync.local_run import airflow_env, dags_test, prepare_airflow
 from legacy_sync.registry import TABLES
 
 pytestmark = pytest.mark.e2e

@@ -42,7 +42,7 @@ DIFF_DAG_ID = "legacy_erp_diff"
 FRESHNESS_DAG_ID = "legacy_erp_freshness"
 USER, PASSWORD = "sync", "e2e-password"
 CHROMIUM = "/usr/bin/chromium"
-# No network here: keep Chromium from phoning home (see docs/environment).
+# No network here: keep Chromium from phoning home (this machine has no network).
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

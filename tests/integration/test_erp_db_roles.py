@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devtools.local_postgres import _embedded_install_dir
 from legacy_sync import erp_db, ledger
-from legacy_sync.local_postgres import _embedded_install_dir
 from legacy_sync.monitor import queries
 
 pytestmark = pytest.mark.integration

@@ -80,7 +80,7 @@ def seeded(pg_server: Any) -> Iterator[str]:
     pg_server.drop_database(url)
 
 
-def _list(url: str, **kwargs: Any) -> queries.Page:
+def _list(url: str, **kwargs: Any) -> queries.ResultPage:
     with queries.read_only(url) as conn:
         return queries.list_logs(conn, queries.LogFilter(**kwargs))
 

@@ -80,12 +80,13 @@ def test_schedule_is_overridable_by_env(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.rglob("*.py")), ids=lambda p: p.name)
 def test_dag_files_only_wire(path: Path) -> None:
-    """No work at parse time: a DAG file imports the factory and calls it, nothing else."""
+    """No work at parse time: a DAG file imports the factory (and the DAG id) and calls it, nothing else."""
     tree = ast.parse(path.read_text())
     for node in tree.body:
         assert isinstance(node, ast.Expr | ast.ImportFrom | ast.Import | ast.Assign), ast.dump(node)[:80]
     imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert len(imported) == 1 and imported <= {"legacy_sync.dag_factory", "legacy_sync.cutover_dags"}
+    factories = imported - {"legacy_sync.contracts"}
+    assert len(factories) == 1 and factories <= {"legacy_sync.dag_factory", "legacy_sync.cutover_dags"}
 
 
 def test_cutover_dags(dagbag: DagBag) -> None:

@@ -403,7 +403,7 @@ def test_licence_exhaustion_that_lasts_fails_with_advice() -> None:
         FourDClient(
             settings(licence_wait_seconds=0.05), None, httpx.MockTransport(FakeFourD(handler))
         ) as client,
-        pytest.raises(LicenceExhaustedError, match=r"no client licence left.*legacy_4d` pool"),
+        pytest.raises(LicenceExhaustedError, match=r"no client licence left.*hold fewer sessions"),
     ):
         client.page("Products")
 

@@ -1,5 +1,5 @@
 {#-
-    Parsers for 4D REST wire values (docs/4d-rest-protocol.md §3.4). Each renders an expression
+    Parsers for 4D REST wire values (dates as d!m!yyyy, "0!0!0" for none, times in ms). Each renders an expression
     that can never raise: a value that does not parse yields NULL, and the staging helpers
     (macros/fourd/staging.sql, fourd_parsed_fields) turn "present but NULL" into a reason.
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import httpx
 import orjson
 
-from legacy_sync.fourd.errors import FourDError, error_from_response
+from legacy_sync.fourd.errors import FourDError, LoginRefusedError, error_from_response
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,6 @@ class FourDSessionAuth(httpx.Auth):
         # 4D ignores lengths under 60 minutes.
         self._session_minutes = max(60, int(session_minutes))
         self.store = store
-        self.logins = 0
         self._cookie: Cookie | None = None  # cached: the store is read once, not per request
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -156,7 +155,6 @@ class FourDSessionAuth(httpx.Auth):
             # Other cookies (a load balancer's stickiness cookie) go along, as from a browser.
             self._apply(login, None, source=request)
             response = yield login
-            self.logins += 1
             self._apply(request, None, response)  # keep what the login answer set (not the session)
             if response.status_code >= 400:
                 raise error_from_response(response, "4D login")
@@ -165,9 +163,9 @@ class FourDSessionAuth(httpx.Auth):
             except (orjson.JSONDecodeError, AttributeError):
                 accepted = False
             if not accepted:
-                raise FourDError(
-                    f"4D login refused for user {self._username!r}: check the login and password of the "
-                    "`legacy_4d_default` connection and that the user may open REST sessions.",
+                raise LoginRefusedError(
+                    f"4D login refused for user {self._username!r}: check the login and password and "
+                    "that the user may open REST sessions.",
                     status=response.status_code,
                 )
             cookie = pick_session_cookie(response, self._session_cookies)

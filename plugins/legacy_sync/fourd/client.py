@@ -1,10 +1,10 @@
 """The 4D REST client: one httpx connection pool, one session, one retry layer.
 
-Retry layers are decided on purpose (docs/style.md habit 4): this client retries transient
+Retry layers are decided on purpose, one per failure kind: this client retries transient
 faults (429, 5xx without a query error, timeouts, dropped connections) with exponential
 backoff that honours ``Retry-After``, and waits longer on HTTP 402 (no licence left) because
-licences free up only when other sessions go idle. Airflow's task retries sit on top for
-what outlasts these; httpx itself does not retry.
+licences free up only when other sessions go idle. Whoever calls the client decides what
+outlasts these (the Airflow layer: task retries); httpx itself does not retry.
 
 Reads by key do not trust the server: every page must ascend strictly by key, with no key
 twice, and hold only what was asked for (``legacy_sync.fourd.keys``); anything else is a
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FourDSettings:
-    """How to reach one 4D server; built from the Airflow connection by the hook."""
+    """How to reach one 4D server (``legacy_sync.hook`` builds it from an Airflow connection)."""
 
     base_url: str
     username: str | None = None

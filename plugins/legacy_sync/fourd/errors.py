@@ -2,7 +2,7 @@
 
 4D answers errors with ``{"__ERROR": [{"message", "componentSignature", "errCode"}]}``. The HTTP
 status alone does not say whether trying again can help: a 500 can be a passing server fault
-or a query 4D will never accept. The error codes decide (see docs/4d-rest-protocol.md §5).
+or a query 4D will never accept. The error codes decide (``FATAL_CODES``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class FourDError(Exception):
 
 class LicenceExhaustedError(FourDError):
     """HTTP 402: every 4D client licence is taken by other sessions."""
+
+
+class LoginRefusedError(FourDError):
+    """4D answered the login but did not accept the user and password."""
 
 
 class PagingError(FourDError):
@@ -71,7 +75,7 @@ def _headline(message: str) -> str:
 def error_from_response(response: httpx.Response, what: str) -> FourDError:
     """Turn a non-2xx 4D response into a classified, readable :class:`FourDError`."""
     errors = parse_errors(response)
-    codes = tuple(int(e["errCode"]) for e in errors if isinstance(e.get("errCode"), int))
+    codes = tuple(code for e in errors if isinstance(code := e.get("errCode"), int))
     messages = [_headline(str(e.get("message", ""))) for e in errors if e.get("message")]
     status = response.status_code
     detail = "; ".join(f"{m} (4D error {c})" for m, c in zip(messages, codes, strict=False)) or (
@@ -81,7 +85,7 @@ def error_from_response(response: httpx.Response, what: str) -> FourDError:
         return LicenceExhaustedError(
             f"{what}: the 4D server has no client licence left (HTTP 402: {detail}). Other sessions "
             "hold them until idle for their timeout (60+ minutes). Free licences on the 4D server "
-            "or lower the `legacy_4d` pool size, then retry.",
+            "or hold fewer sessions at once, then retry.",
             status=status,
             codes=codes,
             retryable=True,

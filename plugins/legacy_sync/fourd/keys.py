@@ -215,7 +215,7 @@ class _Keys:
         order = self.order
         if order.numeric:
             # The common case at C speed (~0.1 ms a page): numeric keys, already ascending.
-            values = [e.get(self.key) for e in entities]
+            values: list[Any] = [e.get(self.key) for e in entities]
             if set(map(type, values)) <= _NUMBER_TYPES and all(map(operator.lt, values, values[1:])):
                 return list(zip(values, values, strict=True))
         keys = [self.of(e) for e in entities]

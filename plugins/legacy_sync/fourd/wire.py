@@ -1,6 +1,6 @@
 """Tolerant reading of 4D REST responses.
 
-Real 4D servers differ by version (docs/4d-rest-protocol.md §3): ``__DATACLASS`` and
+Real 4D servers differ by version: ``__DATACLASS`` and
 ``__GlobalStamp`` are missing on old ones, ``__SENT`` may come after ``__ENTITIES``,
 ``__TIMESTAMP`` may be wrapped in extra quotes, entity sets hold ``{"__STAMP": 0}``
 placeholders for deleted rows. Nothing here relies on key order or optional keys.

@@ -36,12 +36,11 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from legacy_sync.contracts import MONITOR_CONN_ID, MONITOR_URL_PREFIX, SYNC_DAG_IDS
 from legacy_sync.monitor import charts, queries
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "/legacy-sync"
-SYNC_DAG_IDS = ("legacy_erp_sync", "legacy_erp_full_sync")
 # Whoever may read the runs of both sync DAGs may read what those runs did (counts, keys, reasons).
 READ_METHOD: Final = "GET"
 # Raw 4D records hold customer data: only for those who may change the sync DAGs' runs.
@@ -94,7 +93,7 @@ def _conninfo() -> str:
     backends: environment variables (``AIRFLOW_CONN_*``) and the metadata database (connections made
     in the UI). There is no fallback to the sync's read-write ``erp_postgres_default``.
     """
-    from legacy_sync.erp_db import MONITOR_CONN_ID, conninfo_from_airflow
+    from legacy_sync.erp_db import conninfo_from_airflow
 
     try:
         return conninfo_from_airflow(MONITOR_CONN_ID, application_name="legacy-erp-sync-monitor")
@@ -132,7 +131,7 @@ class Links:
 
     def __init__(self, request: Request) -> None:
         self.root = request.scope.get("root_path", "").rstrip("/")  # e.g. /legacy-sync
-        self.airflow = self.root.removesuffix(URL_PREFIX)  # Airflow's own root (a sub-path or "")
+        self.airflow = self.root.removesuffix(MONITOR_URL_PREFIX)  # Airflow's own root (a sub-path or "")
         self.query = dict(request.query_params)
 
     def home(self, **params: Any) -> str:

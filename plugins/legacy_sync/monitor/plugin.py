@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/legacy-sync"
+from legacy_sync.contracts import MONITOR_URL_PREFIX
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -38,13 +38,13 @@ class LegacySyncMonitorPlugin(AirflowPlugin):
 
     name = "legacy_sync_monitor"
     fastapi_apps = [
-        {"app": _LazyMonitorApp(), "url_prefix": URL_PREFIX, "name": "Legacy sync monitor"},
+        {"app": _LazyMonitorApp(), "url_prefix": MONITOR_URL_PREFIX, "name": "Legacy sync monitor"},
     ]
     external_views = [
         # The main entry: Airflow renders the monitor in its own frame at /plugin/legacy-sync.
         {
             "name": "Legacy sync",
-            "href": f"{URL_PREFIX}/",
+            "href": f"{MONITOR_URL_PREFIX}/",
             "url_route": "legacy-sync",
             "destination": "nav",
             "category": "browse",
@@ -52,7 +52,7 @@ class LegacySyncMonitorPlugin(AirflowPlugin):
         # A tab on every DAG run page: what that run did to each table.
         {
             "name": "Sync log",
-            "href": f"{URL_PREFIX}/runs/{{RUN_ID}}",
+            "href": f"{MONITOR_URL_PREFIX}/runs/{{RUN_ID}}",
             "url_route": "legacy-sync-run",
             "destination": "dag_run",
         },

@@ -151,7 +151,7 @@ class LogFilter:
 
 
 @dataclass(frozen=True)
-class Page:
+class ResultPage:
     """One page of rows and the total they come from."""
 
     rows: list[dict[str, Any]]
@@ -172,7 +172,7 @@ class Page:
         return self.first_index + len(self.rows) - 1 if self.rows else 0
 
 
-def list_logs(conn: psycopg.Connection[Any], flt: LogFilter) -> Page:
+def list_logs(conn: psycopg.Connection[Any], flt: LogFilter) -> ResultPage:
     """sync_log rows matching ``flt``, newest first."""
     where, params = flt.where()
     total = conn.execute(f"select count(*) as n from legacy_sync.sync_log l where {where}", params).fetchone()
@@ -181,7 +181,7 @@ def list_logs(conn: psycopg.Connection[Any], flt: LogFilter) -> Page:
         " order by coalesce(l.start_time, l.created_at) desc, l.id desc limit %s offset %s",
         [*params, flt.per_page, (flt.page - 1) * flt.per_page],
     ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, flt.page, flt.per_page)
+    return ResultPage(rows, int(total["n"]) if total else 0, flt.page, flt.per_page)
 
 
 def table_names(conn: psycopg.Connection[Any]) -> list[str]:
@@ -200,7 +200,7 @@ def get_log(conn: psycopg.Connection[Any], log_id: int) -> dict[str, Any] | None
 
 def log_errors(
     conn: psycopg.Connection[Any], log_id: int, search: str | None, page: int, per_page: int
-) -> Page:
+) -> ResultPage:
     """The rejected records of one log, by record id (numeric ids in numeric order)."""
     page, per_page = min(max(1, page), MAX_PAGE), min(max(1, per_page), MAX_PER_PAGE)
     where = "e.sync_log_id = %s"
@@ -217,7 +217,7 @@ def log_errors(
         " order by length(e.record_id), e.record_id, e.id limit %s offset %s",
         [*params, per_page, (page - 1) * per_page],
     ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, page, per_page)
+    return ResultPage(rows, int(total["n"]) if total else 0, page, per_page)
 
 
 def errors_batch(
@@ -302,7 +302,7 @@ def log_warnings(conn: psycopg.Connection[Any], log_id: int, limit: int = 200) -
     ).fetchall()
 
 
-def held_deletes(conn: psycopg.Connection[Any], table: str, limit: int = 200) -> Page:
+def held_deletes(conn: psycopg.Connection[Any], table: str, limit: int = 200) -> ResultPage:
     """Deletions of a table the circuit breaker holds for a person's decision."""
     total = conn.execute(
         "select count(*) as n from legacy_sync.held_delete where table_name = %s and status = 'HELD'",
@@ -313,4 +313,4 @@ def held_deletes(conn: psycopg.Connection[Any], table: str, limit: int = 200) ->
         " where table_name = %s and status = 'HELD' order by legacy_id limit %s",
         (table, limit),
     ).fetchall()
-    return Page(rows, int(total["n"]) if total else 0, 1, limit)
+    return ResultPage(rows, int(total["n"]) if total else 0, 1, limit)

