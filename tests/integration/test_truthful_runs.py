@@ -33,14 +33,18 @@ def sync(erp_db_url: str) -> Iterator[SyncHarness]:
 
 
 def lose_inserts_of(sync: SyncHarness, table: str, legacy_id: str) -> None:
-    """A rule on the ERP table that silently drops one record (what a careless trigger does)."""
+    """A rule on the ERP table that silently drops one record (what a careless trigger does).
+
+    Made as the sync's own role (the tests' ``sync.url``), which owns ``erp`` but may create nothing
+    in ``public``: the function lives in ``erp`` too."""
     with psycopg.connect(sync.url, autocommit=True) as conn:
         conn.execute(
-            "create function drop_one() returns trigger language plpgsql as $$"
+            "create function erp.drop_one() returns trigger language plpgsql as $$"
             f" begin if new.legacy_id = '{legacy_id}' then return null; end if; return new; end $$"
         )
         conn.execute(
-            f"create trigger drop_one before insert on erp.{table} for each row execute function drop_one()"
+            f"create trigger drop_one before insert on erp.{table}"
+            " for each row execute function erp.drop_one()"
         )
 
 
