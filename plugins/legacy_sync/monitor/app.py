@@ -394,9 +394,7 @@ def create_app() -> FastAPI:
     )
     def raw_record(error_id: int) -> JSONResponse:
         with _connect(_conninfo()) as conn:
-            row = conn.execute(
-                "select record_data from legacy_sync.sync_error where id = %s", (error_id,)
-            ).fetchone()
+            row = queries.raw_record(conn, error_id)
         if row is None:
             raise HTTPException(404, f"no sync error {error_id}")
         return JSONResponse(row["record_data"])
