@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from legacy_sync.contracts import FOURD_CONN_TYPE, POOL
 
@@ -41,6 +42,12 @@ class FourDServer:
     allow_insecure_http: str = "false"
     ca_bundle: str = ""  # PEM file of an internal CA, inside the containers
 
+    @classmethod
+    def at(cls, base_url: str, login: str, password: str) -> FourDServer:
+        """The 4D server at ``base_url`` (e.g. the simulator's ``http://127.0.0.1:PORT``)."""
+        url = urlsplit(base_url)
+        return cls(str(url.hostname), str(url.port or ""), url.scheme, login, password)
+
 
 @dataclass(frozen=True)
 class ErpDatabase:
@@ -55,6 +62,21 @@ class ErpDatabase:
     database: str
     monitor_login: str = ""
     monitor_password: str = ""
+
+    @classmethod
+    def at(cls, url: str, monitor_url: str | None = None) -> ErpDatabase:
+        """The database at libpq ``url``; ``monitor_url``: the same database as the monitor's role."""
+        erp = urlsplit(url)
+        monitor = urlsplit(monitor_url) if monitor_url else None
+        return cls(
+            host=str(erp.hostname),
+            port=str(erp.port or 5432),
+            login=unquote(erp.username or "postgres"),
+            password=unquote(erp.password or ""),
+            database=erp.path.lstrip("/"),
+            monitor_login=unquote(monitor.username or "") if monitor else "",
+            monitor_password=unquote(monitor.password or "") if monitor else "",
+        )
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import httpx
-import orjson
 
+from deploy.services import ErpDatabase, FourDServer, erp_connection, fourd_connection
 from devtools.local_postgres import LocalPostgres, free_port
-from legacy_sync.contracts import FOURD_CONN_TYPE, POOL
+from legacy_sync.contracts import POOL
 from legacy_sync.dags_test import console, console_script, dags_test, run_logged
 
 SIMULATOR_USER = "demo"
@@ -97,9 +96,8 @@ def simulator_process(
 def airflow_env(
     airflow_home: Path, project_root: Path, erp_url: str, fourd_url: str, fourd_user: str, fourd_password: str
 ) -> dict[str, str]:
-    """Environment for Airflow CLI calls: SQLite metadata, our DAGs, both connections."""
-    erp = urlsplit(erp_url)
-    fourd = urlsplit(fourd_url)
+    """Environment for Airflow CLI calls: SQLite metadata, our DAGs, both connections (as
+    deploy/services.py writes them for every deployment)."""
     airflow_home.mkdir(parents=True, exist_ok=True)
     return {
         "AIRFLOW__CORE__FERNET_KEY": _fernet_key(airflow_home),
@@ -112,27 +110,10 @@ def airflow_env(
         # `airflow dags test` cannot store Deadline Alerts in Airflow 3.3 (see dag_factory._deadline).
         "LEGACY_SYNC_DEADLINE_MINUTES": "0",
         "LEGACY_SYNC_DBT_PROJECT_DIR": str(project_root / "dbt_project"),
-        "AIRFLOW_CONN_LEGACY_4D_DEFAULT": orjson.dumps(
-            {
-                "conn_type": FOURD_CONN_TYPE,
-                "host": fourd.hostname,
-                "port": fourd.port,
-                "schema": fourd.scheme,
-                "login": fourd_user,
-                "password": fourd_password,
-                "extra": {"page_size": 2000},
-            }
-        ).decode(),
-        "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": orjson.dumps(
-            {
-                "conn_type": "postgres",
-                "host": erp.hostname,
-                "port": erp.port or 5432,
-                "login": unquote(erp.username or "postgres"),
-                "password": unquote(erp.password or ""),
-                "schema": erp.path.lstrip("/") or "postgres",
-            }
-        ).decode(),
+        "AIRFLOW_CONN_LEGACY_4D_DEFAULT": fourd_connection(
+            FourDServer.at(fourd_url, fourd_user, fourd_password)
+        ),
+        "AIRFLOW_CONN_ERP_POSTGRES_DEFAULT": erp_connection(ErpDatabase.at(erp_url)),
     }
 
 

@@ -380,14 +380,39 @@ def land_table(
 ) -> Batch:
     """Extract ``table`` per its plan and land it for ``run_id`` in one transaction.
 
+    The steps: plan (what to read, from which watermark), copy the pages into staging, move the
+    watermark, land deletions and records read again, hold deletions that look like a loss.
+
     ``catalog``: 4D's attributes of the table when the caller read them already (drift check).
     """
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
-    policy = policy or HoldPolicy()
     attributes, warnings = check_catalog(client, table, catalog)
     window = window or measure_window(client)
     plan = plan_extract(client, table, attributes, mode, state, window.stamp)
+    batch = _start_batch(table, mode, plan, window, warnings)
+    # A tracked table's records carry their __GlobalStamp: the version the merge compares.
+    wanted = wanted_attributes(table, attributes)
+    with conn.transaction():
+        writer = _copy_pages(client, conn, table, run_id, plan, wanted, batch)
+        if plan.strategy is Strategy.MODIFIED_DATE:
+            batch.watermark_to = _modified_date_watermark(writer.newest, plan, window, batch.warnings)
+        batch.table_count = _table_count(client, table, plan, batch)
+        if plan.stamp_window is not None:
+            batch.deleted_keys = _land_deleted(client, conn, table, run_id, plan.stamp_window)
+        retried, gone = _land_retries(client, conn, table, run_id, retry_limit, wanted)
+        batch.records_retried = retried
+        batch.records_landed += retried
+        batch.deleted_keys += gone
+        _hold_suspicious_deletions(conn, run_id, table, batch, policy or HoldPolicy())
+        batch.seconds = round(time.monotonic() - started, 3)
+        ledger.record_batch(conn, run_id, batch, started_at)
+    writer.progress.log()
+    return batch
+
+
+def _start_batch(table: LegacyTable, mode: str, plan: Plan, window: RunWindow, warnings: list[str]) -> Batch:
+    """The batch's header from the plan; a stamp-tracked table's watermark is known in advance."""
     batch = Batch(
         table=table.name,
         mode=mode,
@@ -398,51 +423,56 @@ def land_table(
     if plan.strategy is Strategy.GLOBAL_STAMP:
         end = plan.stamp_window[1] if plan.stamp_window else window.stamp
         batch.watermark_to = str(end) if end is not None else None
-
-    # A tracked table's records carry their __GlobalStamp: the version the merge compares.
-    wanted = wanted_attributes(table, attributes)
-    raw = sql.Identifier("legacy_staging", table.raw_table)
-    with conn.transaction():
-        _forget_earlier_try(conn, raw, run_id, table)
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)
-            ) as copy,
-        ):
-            writer = _Writer(copy, table, run_id)
-            pages = client.iter_by_key(table.name, table.key, attributes=wanted, where=plan.where)
-            first_count = None
-            for page in writer.write(pages, track_dates=plan.strategy is Strategy.MODIFIED_DATE):
-                first_count = page.count if first_count is None else first_count
-            batch.records_landed = writer.records
-            batch.source_count = first_count if first_count is not None else 0
-        if plan.strategy is Strategy.MODIFIED_DATE:
-            newest = writer.newest if writer.newest else None
-            if newest and window.today and newest > window.today:
-                batch.warnings.append(
-                    f"a ModifiedDate after 4D's today ({newest} > {window.today}); the watermark stays at "
-                    "4D's today so the table keeps syncing"
-                )
-                newest = window.today
-            batch.watermark_to = newest.isoformat() if newest else plan.watermark_from
-        batch.table_count = _table_count(client, table, plan, batch)
-        if plan.stamp_window is not None:
-            batch.deleted_keys = _land_deleted(client, conn, table, run_id, plan.stamp_window)
-        retried, gone = _land_retries(client, conn, table, run_id, retry_limit, wanted)
-        batch.records_retried = retried
-        batch.records_landed += retried
-        batch.deleted_keys += gone
-        batch.hold_reason = policy.count_drop(
-            ledger.previous_table_count(conn, run_id, table), batch.table_count
-        )
-        batch.hold_deletes = batch.hold_reason is not None
-        if batch.hold_deletes:
-            batch.warnings.append(f"deletions held: {batch.hold_reason}")
-        batch.seconds = round(time.monotonic() - started, 3)
-        ledger.record_batch(conn, run_id, batch, started_at)
-    writer.progress.log()
     return batch
+
+
+def _copy_pages(
+    client: FourDClient,
+    conn: psycopg.Connection[Any],
+    table: LegacyTable,
+    run_id: str,
+    plan: Plan,
+    wanted: tuple[str, ...],
+    batch: Batch,
+) -> _Writer:
+    """COPY the planned pages into ``legacy_staging.<table>_raw`` (an earlier try's rows first go)."""
+    raw = sql.Identifier("legacy_staging", table.raw_table)
+    _forget_earlier_try(conn, raw, run_id, table)
+    with (
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("copy {} (run_id, legacy_id, payload, row_hash) from stdin").format(raw)) as copy,
+    ):
+        writer = _Writer(copy, table, run_id)
+        pages = client.iter_by_key(table.name, table.key, attributes=wanted, where=plan.where)
+        first_count = None
+        for page in writer.write(pages, track_dates=plan.strategy is Strategy.MODIFIED_DATE):
+            first_count = page.count if first_count is None else first_count
+        batch.records_landed = writer.records
+        batch.source_count = first_count if first_count is not None else 0
+    return writer
+
+
+def _modified_date_watermark(
+    newest: dt.date | None, plan: Plan, window: RunWindow, warnings: list[str]
+) -> str | None:
+    """The newest ModifiedDate landed, never past 4D's today (else the table would stop syncing)."""
+    if newest and window.today and newest > window.today:
+        warnings.append(
+            f"a ModifiedDate after 4D's today ({newest} > {window.today}); the watermark stays at "
+            "4D's today so the table keeps syncing"
+        )
+        newest = window.today
+    return newest.isoformat() if newest else plan.watermark_from
+
+
+def _hold_suspicious_deletions(
+    conn: psycopg.Connection[Any], run_id: str, table: LegacyTable, batch: Batch, policy: HoldPolicy
+) -> None:
+    """The circuit breaker: deletions are held when the table's count dropped too much."""
+    batch.hold_reason = policy.count_drop(ledger.previous_table_count(conn, run_id, table), batch.table_count)
+    batch.hold_deletes = batch.hold_reason is not None
+    if batch.hold_deletes:
+        batch.warnings.append(f"deletions held: {batch.hold_reason}")
 
 
 def _forget_earlier_try(

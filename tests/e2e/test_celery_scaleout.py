@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -162,14 +161,12 @@ def scaleout(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     erp_url = pg_server.create_sync_database("scaleout")
     metadata_url = pg_server.create_database("airflow")
-    erp = urlsplit(erp_url)
     dataset = Dataset.generate(3000, seed=3, dirty=0.02)
     try:
         with (
             SimulatorServer(dataset, SimulatorConfig(username=USER, password=PASSWORD, licences=3)) as sim,
             celery_broker(pg_server, home) as (broker_url, queue, broker),
         ):
-            fourd = urlsplit(sim.base_url)
             site = native_site(
                 home=home,
                 project_root=PROJECT_ROOT,
@@ -178,20 +175,8 @@ def scaleout(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 queue=queue,
                 # >= 2 slots so both workers get extract tasks at once (3 licences in the simulator).
                 pool_slots=3,
-                fourd=FourDServer(
-                    host=str(fourd.hostname),
-                    port=str(fourd.port),
-                    schema="http",
-                    login=USER,
-                    password=PASSWORD,
-                ),
-                erp=ErpDatabase(
-                    host=str(erp.hostname),
-                    port=str(erp.port or 5432),
-                    login=unquote(erp.username or "postgres"),
-                    password=unquote(erp.password or ""),
-                    database=erp.path.lstrip("/"),
-                ),
+                fourd=FourDServer.at(sim.base_url, USER, PASSWORD),
+                erp=ErpDatabase.at(erp_url),
             )
             with NativeDeployment(site, home, workers=WORKERS, tuning=TUNING) as deployment:
                 deployment.wait_for_dags([DAG_ID])
@@ -217,6 +202,7 @@ class FullSync:
 def full_sync(scaleout: ScaleOut) -> FullSync:
     deployment = scaleout.deployment
     started = time.monotonic()
+    deployment.unpause(DAG_ID)
     run_id = deployment.trigger(DAG_ID)
     state = deployment.wait_for_run(DAG_ID, run_id, timeout=240)
     seconds = time.monotonic() - started

@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -276,14 +276,158 @@ async def _login_redirect(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+# -- routes (every one behind the auth that create_app puts on the whole app) ----------------------
+router = APIRouter()
+
+
+def _require_raw_record_access(request: Request) -> None:
+    """Raw 4D records hold customer data: only for those who may change the sync DAGs' runs."""
+    if not _may_see_raw_records(request.state.user):
+        raise HTTPException(403, "Forbidden")
+
+
+@router.get("/", response_class=HTMLResponse, name="logs")
+def logs(
+    request: Request,
+    status: str | None = None,
+    table: str | None = None,
+    run_id: str | None = None,
+    q: str | None = None,
+    page: int = Query(1, ge=1, le=queries.MAX_PAGE),
+    per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
+) -> HTMLResponse:
+    try:
+        flt = queries.LogFilter(
+            status=status or None,
+            table=table or None,
+            run_id=run_id or None,
+            search=q or None,
+            page=page,
+            per_page=per_page,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    with _connect(_conninfo()) as conn:
+        result = queries.list_logs(conn, flt)
+        tables = queries.table_names(conn)
+        runs = queries.recent_runs(conn, CHART_RUNS)
+    return _render(
+        request,
+        "logs.html",
+        page=result,
+        flt=flt,
+        tables=tables,
+        runs=runs,
+        records_chart=charts.records_per_table(runs),
+        rejects_chart=charts.rejects_over_time(runs),
+    )
+
+
+@router.get("/logs/{log_id}", response_class=HTMLResponse, name="log_detail")
+def log_detail(
+    request: Request,
+    log_id: int,
+    q: str | None = None,
+    page: int = Query(1, ge=1, le=queries.MAX_PAGE),
+    per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
+) -> HTMLResponse:
+    with _connect(_conninfo()) as conn:
+        entry = queries.get_log(conn, log_id)
+        if entry is None:
+            raise HTTPException(404, f"no sync log {log_id}")
+        errors = queries.log_errors(conn, log_id, q or None, page, per_page)
+        warnings = queries.log_warnings(conn, log_id)
+        held = queries.held_deletes(conn, entry["table_name"])
+    return _render(
+        request,
+        "log_detail.html",
+        entry=entry,
+        errors=errors,
+        warnings=warnings,
+        held=held,
+        q=q or "",
+        show_raw=_may_see_raw_records(request.state.user),
+    )
+
+
+@router.get("/logs/{log_id}/errors.csv", name="errors_csv")
+def errors_csv(request: Request, log_id: int) -> StreamingResponse:
+    conninfo = _conninfo()
+    with _connect(conninfo) as conn:
+        entry = queries.get_log(conn, log_id)
+    if entry is None:
+        raise HTTPException(404, f"no sync log {log_id}")
+    filename = f"sync-errors-{entry['table_name']}-{log_id}.csv"
+    return StreamingResponse(
+        _csv_rows(conninfo, entry, include_raw=_may_see_raw_records(request.state.user), connect=_connect),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/errors/{error_id}/record.json",
+    name="raw_record",
+    dependencies=[Depends(_require_raw_record_access)],
+)
+def raw_record(error_id: int) -> JSONResponse:
+    with _connect(_conninfo()) as conn:
+        row = queries.raw_record(conn, error_id)
+    if row is None:
+        raise HTTPException(404, f"no sync error {error_id}")
+    return JSONResponse(row["record_data"])
+
+
+@router.get("/runs/{run_id:path}", response_class=HTMLResponse, name="run")
+def run(request: Request, run_id: str) -> HTMLResponse:
+    with _connect(_conninfo()) as conn:
+        tables = queries.run_logs(conn, run_id)
+    if not tables:
+        # Also reached from the "Sync log" tab of other DAGs' runs: say so, in the page.
+        return _render(
+            request,
+            "message.html",
+            status_code=404,
+            title="No sync log for this run",
+            message=f"Run {run_id} wrote nothing to legacy_sync.sync_log.",
+        )
+    totals = {
+        key: sum(int(t[key]) for t in tables)
+        for key in (
+            "records_processed",
+            "records_created",
+            "records_updated",
+            "records_unchanged",
+            "records_deleted",
+            "records_failed",
+        )
+    }
+    starts = [t["start_time"] for t in tables if t["start_time"]]
+    ends = [t["end_time"] for t in tables if t["end_time"]]
+    return _render(
+        request,
+        "run.html",
+        run_id=run_id,
+        tables=tables,
+        totals=totals,
+        dag_id=_dag_id_of_run(run_id),
+        start=min(starts, default=None),
+        end=max(ends, default=None),
+    )
+
+
 def create_app() -> FastAPI:
-    """The monitor app; every route is behind Airflow's auth."""
+    """The monitor app: :data:`router`'s routes and the cutover page, every one behind Airflow's auth."""
     from airflow.api_fastapi.core_api.security import get_user
 
     signed_in_user = Depends(get_user)  # resolved once per request, shared with the auth checks
+
+    async def remember_user(request: Request, user: Any = signed_in_user) -> None:
+        request.state.user = user  # for the routes that show more to some users
+
     app = FastAPI(
         title="Legacy sync monitor",
-        dependencies=_require_on_sync_dags(READ_METHOD),
+        dependencies=[*_require_on_sync_dags(READ_METHOD), Depends(remember_user)],
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -310,134 +454,7 @@ def create_app() -> FastAPI:
     for failure in (psycopg.Error, MonitorUnavailable, queries.MonitorRoleError):
         app.add_exception_handler(failure, _unavailable)
 
-    @app.get("/", response_class=HTMLResponse, name="logs")
-    def logs(
-        request: Request,
-        status: str | None = None,
-        table: str | None = None,
-        run_id: str | None = None,
-        q: str | None = None,
-        page: int = Query(1, ge=1, le=queries.MAX_PAGE),
-        per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
-    ) -> HTMLResponse:
-        try:
-            flt = queries.LogFilter(
-                status=status or None,
-                table=table or None,
-                run_id=run_id or None,
-                search=q or None,
-                page=page,
-                per_page=per_page,
-            )
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        with _connect(_conninfo()) as conn:
-            result = queries.list_logs(conn, flt)
-            tables = queries.table_names(conn)
-            runs = queries.recent_runs(conn, CHART_RUNS)
-        return _render(
-            request,
-            "logs.html",
-            page=result,
-            flt=flt,
-            tables=tables,
-            runs=runs,
-            records_chart=charts.records_per_table(runs),
-            rejects_chart=charts.rejects_over_time(runs),
-        )
-
-    @app.get("/logs/{log_id}", response_class=HTMLResponse, name="log_detail")
-    def log_detail(
-        request: Request,
-        log_id: int,
-        q: str | None = None,
-        page: int = Query(1, ge=1, le=queries.MAX_PAGE),
-        per_page: int = Query(50, ge=1, le=queries.MAX_PER_PAGE),
-        user: Any = signed_in_user,
-    ) -> HTMLResponse:
-        with _connect(_conninfo()) as conn:
-            entry = queries.get_log(conn, log_id)
-            if entry is None:
-                raise HTTPException(404, f"no sync log {log_id}")
-            errors = queries.log_errors(conn, log_id, q or None, page, per_page)
-            warnings = queries.log_warnings(conn, log_id)
-            held = queries.held_deletes(conn, entry["table_name"])
-        return _render(
-            request,
-            "log_detail.html",
-            entry=entry,
-            errors=errors,
-            warnings=warnings,
-            held=held,
-            q=q or "",
-            show_raw=_may_see_raw_records(user),
-        )
-
-    @app.get("/logs/{log_id}/errors.csv", name="errors_csv")
-    def errors_csv(log_id: int, user: Any = signed_in_user) -> StreamingResponse:
-        conninfo = _conninfo()
-        with _connect(conninfo) as conn:
-            entry = queries.get_log(conn, log_id)
-        if entry is None:
-            raise HTTPException(404, f"no sync log {log_id}")
-        filename = f"sync-errors-{entry['table_name']}-{log_id}.csv"
-        return StreamingResponse(
-            _csv_rows(conninfo, entry, include_raw=_may_see_raw_records(user), connect=_connect),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
-
-    @app.get(
-        "/errors/{error_id}/record.json",
-        name="raw_record",
-        dependencies=_require_on_sync_dags(RAW_RECORDS_METHOD),
-    )
-    def raw_record(error_id: int) -> JSONResponse:
-        with _connect(_conninfo()) as conn:
-            row = conn.execute(
-                "select record_data from legacy_sync.sync_error where id = %s", (error_id,)
-            ).fetchone()
-        if row is None:
-            raise HTTPException(404, f"no sync error {error_id}")
-        return JSONResponse(row["record_data"])
-
-    @app.get("/runs/{run_id:path}", response_class=HTMLResponse, name="run")
-    def run(request: Request, run_id: str) -> HTMLResponse:
-        with _connect(_conninfo()) as conn:
-            tables = queries.run_logs(conn, run_id)
-        if not tables:
-            # Also reached from the "Sync log" tab of other DAGs' runs: say so, in the page.
-            return _render(
-                request,
-                "message.html",
-                status_code=404,
-                title="No sync log for this run",
-                message=f"Run {run_id} wrote nothing to legacy_sync.sync_log.",
-            )
-        totals = {
-            key: sum(int(t[key]) for t in tables)
-            for key in (
-                "records_processed",
-                "records_created",
-                "records_updated",
-                "records_unchanged",
-                "records_deleted",
-                "records_failed",
-            )
-        }
-        starts = [t["start_time"] for t in tables if t["start_time"]]
-        ends = [t["end_time"] for t in tables if t["end_time"]]
-        return _render(
-            request,
-            "run.html",
-            run_id=run_id,
-            tables=tables,
-            totals=totals,
-            dag_id=_dag_id_of_run(run_id),
-            start=min(starts, default=None),
-            end=max(ends, default=None),
-        )
-
+    app.include_router(router)
     from legacy_sync.monitor import cutover
 
     cutover.add_routes(app, _render, lambda: _connect(_conninfo()), _cell, queries.CSV_BATCH)

@@ -198,6 +198,13 @@ def get_log(conn: psycopg.Connection[Any], log_id: int) -> dict[str, Any] | None
     ).fetchone()
 
 
+def raw_record(conn: psycopg.Connection[Any], error_id: int) -> dict[str, Any] | None:
+    """The raw 4D record of one rejected record (``{"record_data": ...}``), None when unknown."""
+    return conn.execute(
+        "select record_data from legacy_sync.sync_error where id = %s", (error_id,)
+    ).fetchone()
+
+
 def log_errors(
     conn: psycopg.Connection[Any], log_id: int, search: str | None, page: int, per_page: int
 ) -> ResultPage:
