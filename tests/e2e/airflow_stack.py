@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from deploy.native import LocalAirflow, native_site
+from deploy.native import DeploymentError, LocalAirflow, native_site
 from deploy.services import ErpDatabase, FourDServer, Site, airflow_commands, airflow_environment, init_steps
 from legacy_sync import ledger
 from legacy_sync.contracts import SYNC_DAG_IDS
@@ -123,7 +123,7 @@ def refuse_superuser(erp_url: str) -> None:
             "select rolname, rolsuper from pg_roles where rolname = current_user"
         ).fetchone()
     if superuser:
-        raise StackError(
+        raise DeploymentError(
             f"erp_postgres_default would connect as the superuser {user!r}: create the ERP database"
             " with pg_server.create_sync_database() so the sync runs as its least-privilege role"
         )
