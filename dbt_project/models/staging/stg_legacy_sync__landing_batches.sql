@@ -3,7 +3,7 @@
 {{ config(tags=['run_context']) }}
 with
 
-batches as (
+final as (
     select
         run_id,
         table_name,
@@ -17,21 +17,6 @@ batches as (
         started_at
     from {{ source('legacy_sync', 'landing_batch') }}
     where run_id = {{ current_run_id() }}
-),
-
-final as (
-    select
-        run_id,
-        table_name,
-        mode,
-        strategy,
-        complete_key_set,
-        records_landed,
-        source_count,
-        hold_deletes,
-        hold_reason,
-        started_at
-    from batches
 )
 
 select * from final
