@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import psycopg
@@ -119,25 +119,7 @@ class DurablePostgres(LocalPostgres):
     ``full_page_writes=on`` (``make test`` runs it with all three off, which makes a commit
     nearly free and would flatter the one-transaction-per-record baseline)."""
 
-    def start(self) -> DurablePostgres:
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb()
-        self._stop_stale_server()
-        self._run(
-            "pg_ctl",
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.data_dir / "server.log"),
-            "-o",
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-            " -c fsync=on -c full_page_writes=on -c synchronous_commit=on",
-        )
-        return self
+    durability: ClassVar[str] = "on"
 
 
 def durability(url: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class LocalPostgres:
     data_dir: Path
     port: int = field(default_factory=free_port)
     user: str = "postgres"
+    # Tests and the demo trade crash safety for speed; the benchmark's server turns it back on.
+    durability: ClassVar[str] = "off"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -99,7 +102,8 @@ class LocalPostgres:
             str(log_file),
             "-o",
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-            " -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            f" -c fsync={self.durability} -c full_page_writes={self.durability}"
+            f" -c synchronous_commit={self.durability}",
         )
         return self
 
