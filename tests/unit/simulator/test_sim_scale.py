@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import tracemalloc
 from collections import Counter
@@ -131,23 +132,27 @@ def test_paging_a_million_row_table_keeps_memory_flat(make_server) -> None:
             page(i, s)
         gc.collect()
         rss0 = rss_bytes()
-        tracemalloc.start()
-        try:
-            snap0 = tracemalloc.take_snapshot()
-            for i, s in enumerate(starts[10:]):
-                page(i, s)
-            gc.collect()
-            snap1 = tracemalloc.take_snapshot()
-        finally:
-            tracemalloc.stop()
         # Count what the server side allocated: in a full test session other threads of this
         # process (left by earlier tests) allocate too, and are not the simulator's doing.
         server = [tracemalloc.Filter(True, f"*{part}*") for part in SERVER_CODE]
-        grown = sum(
-            stat.size_diff
-            for stat in snap1.filter_traces(server).compare_to(snap0.filter_traces(server), "filename")
-        )
-        assert grown < 2 * 2**20, f"traced memory grew by {grown} bytes over 110 pages"
+        tracemalloc.start()
+        try:
+            snaps = [tracemalloc.take_snapshot().filter_traces(server)]
+            for window in (starts[10:65], starts[65:]):  # two equal windows of 55 pages
+                for i, s in enumerate(window):
+                    page(i, s)
+                gc.collect()
+                snaps.append(tracemalloc.take_snapshot().filter_traces(server))
+        finally:
+            tracemalloc.stop()
+        grown = [
+            sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+            for before, after in itertools.pairwise(snaps)
+        ]
+        # Memory that grows with pages served grows in both windows; a one-off growth of the
+        # interpreter's own tables (seen: 3.7 MB once, inside a compile() of the entity encoder,
+        # only in a full pytest process) lands in one of them.
+        assert min(grown) < 2**20, f"traced memory grew by {grown} bytes in each window of 55 pages"
         assert rss_bytes() - rss0 < 40 * 2**20
     assert sim.stats.requests_by_status[200] == 120
 
