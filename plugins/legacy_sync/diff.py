@@ -42,8 +42,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -399,11 +397,8 @@ def run_dbt_models(diff_id: str, tables: list[str], env: dict[str, str]) -> dict
     ``legacy_diff``; {table: reason} for the tables whose models failed."""
     project = dbt_build.dbt_project_dir()
     target_path = project / "target" / DBT_TARGET
-    dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
     variables = orjson.dumps({"run_id": diff_id, "transform_schema": DIFF_SCHEMA, "erp_ddl": False}).decode()
-    command = [
-        dbt,
-        "--no-use-colors",
+    args = [
         "run",
         "--project-dir",
         str(project),
@@ -412,8 +407,7 @@ def run_dbt_models(diff_id: str, tables: list[str], env: dict[str, str]) -> dict
         "--target-path",
         str(target_path),
         "--select",
-        "tag:run_context",
-        *(f"tag:legacy:{get_table(t).name}" for t in tables),
+        *dbt_build.build_selection(tables),
         # Only the mapping: never the merges into erp, never the sync's reports.
         "--exclude",
         "path:models/erp",
@@ -423,20 +417,11 @@ def run_dbt_models(diff_id: str, tables: list[str], env: dict[str, str]) -> dict
     ]
     results_file = target_path / "run_results.json"
     results_file.unlink(missing_ok=True)
-    child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
-    lines: list[str] = []
     log.info("mapping the diff's records with dbt (%s)", ", ".join(tables))
-    with subprocess.Popen(
-        command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=project
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-            log.info("dbt | %s", line.rstrip())
-        code = proc.wait()
+    outcome = dbt_build.invoke_dbt(args, env)
     if not results_file.exists():
-        reason = f"dbt did not run (exit {code}): " + " / ".join(lines[-5:])
-        return dict.fromkeys(tables, reason)
+        detail = " / ".join(outcome.lines[-5:]) or repr(outcome.exception)
+        return dict.fromkeys(tables, f"dbt did not run: {detail}")
     run_results = orjson.loads(results_file.read_bytes())
     manifest_file = target_path / "manifest.json"
     manifest = orjson.loads(manifest_file.read_bytes()) if manifest_file.exists() else {}
@@ -451,8 +436,9 @@ def run_dbt_models(diff_id: str, tables: list[str], env: dict[str, str]) -> dict
             failed.setdefault(
                 table, f"its mapping did not run ({result['unique_id'].split('.')[-1]}: {message})"
             )
-    if code != 0 and not failed:
-        failed = dict.fromkeys(tables, f"dbt run exited with {code}: " + " / ".join(lines[-3:]))
+    if not outcome.success and not failed:
+        detail = " / ".join(outcome.lines[-3:]) or repr(outcome.exception)
+        failed = dict.fromkeys(tables, f"dbt run failed: {detail}")
     return failed
 
 
