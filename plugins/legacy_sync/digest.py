@@ -39,17 +39,27 @@ log = logging.getLogger(__name__)
 TOP_REASONS = 5
 SECTIONS = ("Tables", "Top reject reasons", "Schema drift", "Held deletions", "Stale tables", "Readiness")
 
-_REASON_PATTERNS = """
-select l.table_name, pattern, count(*) as records
-from legacy_sync.sync_error as e
-inner join legacy_sync.sync_log as l on l.id = e.sync_log_id
-cross join lateral unnest(string_to_array(e.error_message, '; ')) as reason (text)
+
+def _folded_reasons(alias: str) -> str:
+    """One row per reason of ``<alias>.error_message`` (reasons are joined by "; "), as a
+    ``pattern`` with quoted values and numbers folded, so "ListPrice -3" and "ListPrice -7" count
+    as one reason."""
+    return f"""
+cross join lateral unnest(string_to_array({alias}.error_message, '; ')) as reason (text)
 cross join lateral (
     select regexp_replace(
         regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'),
         '(?<![+])-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
     ) as pattern
 ) as folded
+"""
+
+
+_REASON_PATTERNS = f"""
+select l.table_name, pattern, count(*) as records
+from legacy_sync.sync_error as e
+inner join legacy_sync.sync_log as l on l.id = e.sync_log_id
+{_folded_reasons("e")}
 where l.run_id = %s
 group by l.table_name, pattern
 order by records desc, l.table_name, pattern
@@ -57,16 +67,10 @@ limit %s
 """
 
 
-_OPEN_PATTERNS = """
+_OPEN_PATTERNS = f"""
 select distinct o.table_name, pattern
 from legacy_sync.open_reject as o
-cross join lateral unnest(string_to_array(o.error_message, '; ')) as reason (text)
-cross join lateral (
-    select regexp_replace(
-        regexp_replace(reason.text, '''[^'']*''', '''…''', 'g'),
-        '(?<![+])-?\\m[0-9]+(\\.[0-9]+)?\\M', 'N', 'g'
-    ) as pattern
-) as folded
+{_folded_reasons("o")}
 where o.table_name = any(%s)
 """
 """The standing reasons (open rejects) of the run's tables: what the fingerprint compares, so a
