@@ -271,6 +271,9 @@ select * from final
     (__DeletedRecords, or gone when read again by key) or, after a read of the table's complete
     key set (one whose size matched 4D's __COUNT), when it is no longer among 4D's keys -- unless
     the ERP row was written after this run began reading (a run that read later created it).
+    A key 4D deleted and created again in the same change window is a candidate too: the merge
+    writes the new record over it when that record is valid, and otherwise lets the deleted one
+    go while the new one waits as an open reject.
 
     Held when there are more candidates than `delete_hold_min_rows` and they exceed
     `delete_hold_share` of the table's live rows, or when the landing step saw 4D's count of the
@@ -315,10 +318,8 @@ candidates as (
         on reported.legacy_id = erp_rows.legacy_id
     where
         not erp_rows.is_deleted
-        and not exists (
-            select 1 from staged
-            where staged.legacy_id = reported.legacy_id
-        )
+        -- a deletion older than the version the ERP holds was superseded by a re-created record
+        and coalesce(erp_rows.source_stamp < reported.stamp, true)
     union all
     select
         erp_rows.legacy_id,

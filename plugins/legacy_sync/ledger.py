@@ -602,7 +602,8 @@ def record_transform(
             ).format(v=validated),
             params,
         )
-        # Closed: valid in this run and live in erp (this version or a newer one), or gone from 4D.
+        # Closed: valid in this run and live in erp (this version or a newer one), or gone from 4D
+        # (and not created again since).
         conn.execute(
             sql.SQL(
                 """
@@ -614,11 +615,24 @@ def record_transform(
                         and exists (select 1 from {erp} e where e.legacy_id = o.record_id
                                     and not e.is_deleted)
                     )
-                    or exists (select 1 from legacy_staging.deleted_records_raw d
-                               where d.run_id = %(run)s and d.table_name = %(table)s
-                               and d.legacy_id = o.record_id)
-                    or exists (select 1 from {erp} e where e.deleted_run_id = %(run)s
-                               and e.legacy_id = o.record_id)
+                    or (
+                        (
+                            exists (select 1 from legacy_staging.deleted_records_raw d
+                                    where d.run_id = %(run)s and d.table_name = %(table)s
+                                    and d.legacy_id = o.record_id)
+                            or exists (select 1 from {erp} e where e.deleted_run_id = %(run)s
+                                       and e.legacy_id = o.record_id)
+                        )
+                        -- unless 4D created the key again after deleting it: that record waits
+                        and not exists (
+                            select 1 from {v} v where v.run_id = %(run)s and v.legacy_id = o.record_id
+                            and v.source_stamp > (
+                                select max(d.stamp) from legacy_staging.deleted_records_raw d
+                                where d.run_id = %(run)s and d.table_name = %(table)s
+                                and d.legacy_id = o.record_id
+                            )
+                        )
+                    )
                     or (
                         exists (select 1 from legacy_sync.landing_batch b where b.run_id = %(run)s
                                 and b.table_name = %(table)s and b.complete_key_set)

@@ -132,10 +132,17 @@ def test_incremental_runs_end_where_a_full_rebuild_starts(pg_server: Any) -> Non
                 )
             sync.run()
 
-            # 2. deletes, a record updated twice between runs, a rejected product, a line whose
-            #    order does not exist yet (waits and is read again every run)
+            # 2. deletes, a record updated twice between runs, a rejected product, lines whose
+            #    order does not exist yet (wait and are read again every run), one of them under
+            #    a key 4D deleted in the same window
             for table in ("OrderLines", "Invoices", "Inventory", "BillOfMaterials"):
-                data.delete(table, sorted(data.keys(table))[-3])  # 4D never hands a deleted key out again
+                data.delete(table, sorted(data.keys(table))[-3])
+            # a line number deleted and saved again, now for that order not saved yet
+            again = sorted(data.keys("OrderLines"))[12]
+            data.delete("OrderLines", again)
+            data.insert(
+                "OrderLines", {**line_template, "OrderLineID": again, "OrderID": 990_123, "Quantity": 8}
+            )
             twice = sorted(data.keys("Customers"))[5]
             data.update("Customers", twice, {"Phone": "555-0001"})
             data.update("Customers", twice, {"Phone": "555-0002"})
@@ -166,6 +173,7 @@ def test_incremental_runs_end_where_a_full_rebuild_starts(pg_server: Any) -> Non
             last = sync.run()  # a quiet run changes nothing
             assert sync.erp_row("OrderLines", waiting) is not None
             assert sync.erp_row("OrderLines", moved)["quantity"] == 6
+            assert sync.erp_row("OrderLines", again)["quantity"] == 8
             assert sync.erp_row("Products", broken)["name"] == "Fixed again"
 
             rebuild = SyncHarness(sim, rebuild_url)

@@ -341,6 +341,63 @@ def test_replay_never_writes_an_older_version_over_newer_data(sync: SyncHarness)
     sync.assert_trustworthy()
 
 
+# -- 6b. a key 4D deleted and created again ------------------------------------------------
+# 4D never hands an automatic key out twice, but a table keyed on a field the application fills
+# (an order line number, an invoice number typed again) can get a deleted key back: the ERP must
+# end with the new record, on every path, in every run order.
+
+
+def recreate(sync: SyncHarness, table: str, key: int, **changes: Any) -> dict[str, Any]:
+    """Delete 4D record ``key`` and save a new record under the same key with ``changes``."""
+    old = sync.dataset.get(table, key)
+    sync.dataset.delete(table, key)
+    sync.dataset.insert(table, {**old, **changes})
+    return old
+
+
+def test_a_key_deleted_and_created_again_loads_the_new_record_as_a_full_sync_would(
+    sync: SyncHarness,
+) -> None:
+    sync.run()
+    line = sorted(sync.dataset.keys("OrderLines"))[5]
+    invoice = sorted(sync.dataset.keys("Invoices"))[3]  # same invoice number: its old holder is gone
+    recreate(sync, "OrderLines", line, Quantity=77)
+    recreate(sync, "Invoices", invoice, Amount=4321.5)
+
+    run = sync.run()
+    statuses = sync.statuses(run)
+    assert (statuses["OrderLines"], statuses["Invoices"]) == ("COMPLETED", "COMPLETED"), sync.log(run)
+    incremental = (sync.erp_row("OrderLines", line), sync.erp_row("Invoices", invoice))
+    sync.run(mode="full")
+    full = (sync.erp_row("OrderLines", line), sync.erp_row("Invoices", invoice))
+    for rows in (incremental, full):
+        assert rows[0] is not None and not rows[0]["is_deleted"] and rows[0]["quantity"] == 77, rows[0]
+        assert rows[1] is not None and not rows[1]["is_deleted"] and float(rows[1]["amount"]) == 4321.5
+    sync.assert_trustworthy()
+
+
+def test_a_created_again_key_waiting_for_its_parent_loads_when_the_parent_arrives(
+    sync: SyncHarness,
+) -> None:
+    sync.run()
+    key = sorted(sync.dataset.keys("OrderLines"))[5]
+    template = sync.dataset.get("Orders", min(sync.dataset.keys("Orders")))
+    recreate(sync, "OrderLines", key, OrderID=990_123, Quantity=77)  # its order is not saved yet
+
+    waiting = sync.run()
+    assert str(key) in sync.rejects(waiting, "OrderLines")
+    assert sync.log(waiting)["OrderLines"]["records_deleted"] == 1
+    row = sync.erp_row("OrderLines", key)
+    assert row is not None and row["is_deleted"], ("the deleted record stays live as if 4D held it", row)
+
+    sync.dataset.insert("Orders", {**template, "OrderID": 990_123, "OrderNumber": "SO-AGAIN-1"})
+    sync.run()
+    row = sync.erp_row("OrderLines", key)
+    assert row is not None and not row["is_deleted"] and row["quantity"] == 77, row
+    assert row["order_id"] == sync.erp_row("Orders", 990_123)["id"]
+    sync.assert_trustworthy()
+
+
 # -- 7. absent is not null -------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@
       their id; new rows get max(id) + n in 4D key order. updated_run_id moves only when the
       content changes.
     - rejected: live rows whose new version was rejected in this run keep their last good
-      version and are marked with rejected_since_run_id (until a later version loads).
+      version and are marked with rejected_since_run_id (until a later version loads), unless
+      4D deleted that record in this window and the rejected one was created again in its place.
     - deleted: the rows int_<table>__deletions lets go (not held by the circuit breaker):
       soft-deleted, business columns kept; a 4D deletion stamp becomes their version.
 -#}
@@ -122,6 +123,12 @@ changed as (
         and not {{ is_older_version('row_hashed', 'existing') }}
 ),
 
+letting_go as (
+    select legacy_id
+    from {{ ref('int_' ~ table.stem ~ '__deletions') }}
+    where not is_held
+),
+
 rejected as (
     select
         {%- for name in ['id', 'legacy_id'] + columns + ['created_run_id', 'updated_run_id',
@@ -140,6 +147,8 @@ rejected as (
         and not existing.is_deleted
         and existing.rejected_since_run_id is null
         and not {{ is_older_version('verdicts', 'existing') }}
+        -- the record 4D deleted goes; its re-created successor waits as an open reject
+        and verdicts.legacy_id not in (select letting_go.legacy_id from letting_go)
 ),
 
 deleted as (
@@ -158,7 +167,10 @@ deleted as (
     from {{ ref('int_' ~ table.stem ~ '__deletions') }} as deletions
     inner join {{ this }} as current_rows
         on deletions.legacy_id = current_rows.legacy_id
-    where not deletions.is_held
+    where
+        not deletions.is_held
+        -- a valid record 4D created again under the deleted key is written over it instead
+        and deletions.legacy_id not in (select changed.legacy_id from changed)
 ),
 
 final as (
