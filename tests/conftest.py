@@ -79,6 +79,32 @@ class PgServer:
         self._sync_roles[urlsplit(admin_url).path.lstrip("/")] = role.name
         return role.url
 
+    def copy_sync_database(self, template_url: str, prefix: str = "erp") -> str:
+        """A new database copied from ``template_url``'s (CREATE DATABASE ... TEMPLATE), for the
+        same sync role: a state many tests start from is built once. The copy belongs to the
+        template's role, so it is dropped before it (at the latest when the session ends)."""
+        template = urlsplit(template_url).path.lstrip("/")
+        role = urlsplit(template_url).username or ""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            # Nobody may be connected to a template while it is copied (dbt keeps no connection
+            # after its run, but a test that failed midway may have left one).
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (template,)
+            )
+            conn.execute(
+                sql.SQL("create database {} template {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+            # Database privileges are not copied: those the sync role's init SQL grants.
+            conn.execute(
+                sql.SQL("grant connect, temporary, create on database {} to {}").format(
+                    sql.Identifier(name), sql.Identifier(role)
+                )
+            )
+        return urlunsplit(urlsplit(template_url)._replace(path=f"/{name}"))
+
     def admin_url_for(self, url: str) -> str:
         """The superuser's URL for the database ``url`` names."""
         return urlunsplit(urlsplit(self.admin_url)._replace(path=urlsplit(url).path))

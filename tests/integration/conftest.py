@@ -40,6 +40,16 @@ def client_for(sim: SimulatorServer, store: SessionStore | None = None, **overri
     return FourDClient(FourDSettings(**values), store=store)
 
 
+@pytest.fixture(scope="session")
+def first_syncs(pg_server: Any) -> Iterator[Any]:
+    """``sync_harness.FirstSyncs`` for the session: first-synced databases, copied per test."""
+    from .sync_harness import FirstSyncs  # imported here: sync_harness imports this module
+
+    syncs = FirstSyncs(pg_server)
+    yield syncs
+    syncs.drop_all()
+
+
 @pytest.fixture
 def erp(erp_db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to a fresh ERP database with the sync's own tables."""

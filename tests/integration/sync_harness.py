@@ -8,7 +8,8 @@ The invariants after any sequence of runs: no two live ERP rows share a business
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ from legacy_sync.fourd import FourDClient
 from legacy_sync.fourd.auth import MemorySessionStore
 from legacy_sync.registry import TABLES, get_table
 
-from .conftest import client_for
+from .conftest import client_for, make_simulator
 
 # One business column per table compared with 4D's value (4D field, erp column).
 CONTENT = {
@@ -38,9 +39,10 @@ CONTENT = {
 class SyncHarness:
     """Runs syncs of one simulator into one ERP database and reads back what they left."""
 
-    def __init__(self, sim: SimulatorServer, url: str) -> None:
+    def __init__(self, sim: SimulatorServer, url: str, first_run: str | None = None) -> None:
         self.sim = sim
         self.url = url
+        self.first_run = first_run  # the run the database was copied after (FirstSyncs)
         self.store = MemorySessionStore()  # one 4D session for every run, as in the DAG
         self.before_extract: Callable[[int], None] | None = None
         self._clients = 0
@@ -154,6 +156,52 @@ class SyncHarness:
     def assert_trustworthy(self) -> None:
         assert not self.duplicate_business_keys(), self.duplicate_business_keys()
         assert not self.unaccounted(), self.unaccounted()
+
+
+Prepare = Callable[[SimulatorServer], None]
+
+
+class FirstSyncs:
+    """ERP databases after the first sync of a generated 4D data set, made once per test session
+    and copied for each test that starts there (CREATE DATABASE ... TEMPLATE): the first run of
+    a data set always ends the same, so most scenarios need not pay for it again.
+
+    A copy comes with a fresh simulator generated and prepared exactly as the template's was
+    (generation is seeded, and the first run only reads), so 4D and the ERP agree as after that run.
+    """
+
+    def __init__(self, pg_server: Any) -> None:
+        self.pg = pg_server
+        self._templates: dict[tuple[int, int, str], tuple[str, str]] = {}  # -> (url, first run id)
+
+    @contextmanager
+    def harness(self, scale: int, seed: int, prepare: Prepare | None = None) -> Iterator[SyncHarness]:
+        """A harness on a copy of the data set's first-synced database; the copy goes afterwards."""
+        key = (scale, seed, prepare.__qualname__ if prepare else "")
+        if key not in self._templates:
+            url = self.pg.create_sync_database("first")
+            with self._simulator(scale, seed, prepare) as sim:
+                self._templates[key] = (url, SyncHarness(sim, url).run())
+        template, first_run = self._templates[key]
+        url = self.pg.copy_sync_database(template)
+        try:
+            with self._simulator(scale, seed, prepare) as sim:
+                yield SyncHarness(sim, url, first_run)
+        finally:
+            self.pg.drop_database(url)
+
+    @staticmethod
+    @contextmanager
+    def _simulator(scale: int, seed: int, prepare: Prepare | None) -> Iterator[SimulatorServer]:
+        with make_simulator(scale=scale, seed=seed) as sim:
+            if prepare is not None:
+                prepare(sim)
+            yield sim
+
+    def drop_all(self) -> None:
+        for url, _ in self._templates.values():
+            self.pg.drop_database(url)
+        self._templates.clear()
 
 
 def _same(source: Any, target: Any) -> bool:

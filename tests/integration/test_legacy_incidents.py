@@ -1,5 +1,6 @@
 """What a parallel-run migration meets on real legacy data (issue 13), each provoked through the
 simulator and run through the whole pipeline (landing, dbt, reconcile, summary) several times.
+Each starts after its data set's first sync (a copy of it: ``FirstSyncs``).
 
 Every scenario ends with the two invariants of ``SyncHarness.assert_trustworthy``: no two live
 ERP rows share a business key, and every 4D record is live in ``erp`` with 4D's content or an
@@ -18,15 +19,16 @@ import pytest
 from legacy4d_simulator import RawJson, WireValue
 
 from .conftest import make_simulator
-from .sync_harness import SyncHarness
+from .sync_harness import FirstSyncs, SyncHarness
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
-def sync(erp_db_url: str) -> Iterator[SyncHarness]:
-    with make_simulator(scale=1500, seed=3) as sim:
-        yield SyncHarness(sim, erp_db_url)
+def sync(first_syncs: FirstSyncs) -> Iterator[SyncHarness]:
+    """The generated data set (with its planted defects) after its first sync."""
+    with first_syncs.harness(scale=1500, seed=3) as harness:
+        yield harness
 
 
 def two_products(sync: SyncHarness) -> tuple[int, int]:
@@ -42,7 +44,6 @@ def sku(sync: SyncHarness, key: int) -> str:
 
 
 def test_an_older_product_cannot_take_the_sku_of_a_holder_that_changed_too(sync: SyncHarness) -> None:
-    sync.run()
     low, high = two_products(sync)
     holder_sku, old_sku = sku(sync, high), sku(sync, low)
     sync.dataset.update("Products", low, {"SKU": holder_sku})  # the older record claims it
@@ -63,7 +64,6 @@ def test_an_older_product_cannot_take_the_sku_of_a_holder_that_changed_too(sync:
 
 
 def test_a_full_sync_keeps_every_business_key_with_its_holder(sync: SyncHarness) -> None:
-    sync.run()
     low, high = two_products(sync)
     holder_sku = sku(sync, high)
     sync.dataset.update("Products", low, {"SKU": holder_sku})
@@ -76,7 +76,6 @@ def test_a_full_sync_keeps_every_business_key_with_its_holder(sync: SyncHarness)
 
 
 def test_a_rejected_move_keeps_the_old_key_from_a_newcomer(sync: SyncHarness) -> None:
-    sync.run()
     low, high = two_products(sync)
     x, y = sku(sync, low), sku(sync, high)
     sync.dataset.update("Products", low, {"SKU": y})  # A moves X -> Y, but Y is held by B
@@ -94,7 +93,6 @@ def test_a_rejected_move_keeps_the_old_key_from_a_newcomer(sync: SyncHarness) ->
 
 
 def test_two_products_swapping_their_skus_both_load(sync: SyncHarness) -> None:
-    sync.run()
     low, high = two_products(sync)
     x, y = sku(sync, low), sku(sync, high)
     sync.dataset.update("Products", low, {"SKU": y})
@@ -107,7 +105,6 @@ def test_two_products_swapping_their_skus_both_load(sync: SyncHarness) -> None:
 
 
 def test_order_numbers_follow_the_same_rule(sync: SyncHarness) -> None:
-    sync.run()
     low, high = sorted(sync.dataset.keys("Orders"))[:2]
     taken = sync.dataset.get("Orders", high)["OrderNumber"]
     sync.dataset.update("Orders", low, {"OrderNumber": taken})
@@ -160,7 +157,6 @@ def assert_loaded(sync: SyncHarness, table: str, *keys: int) -> None:
 
 
 def test_dependents_of_a_table_4d_refused_for_one_run_load_on_the_next(sync: SyncHarness) -> None:
-    sync.run()
     sync.sim.faults.set("refuse_table", table="Customers", hidden=True)  # 404 / 1800 for one run
     cust, order, lines = new_order_with_lines(sync)
     refused = sync.run()
@@ -177,7 +173,6 @@ def test_dependents_of_a_table_4d_refused_for_one_run_load_on_the_next(sync: Syn
 
 
 def test_dependents_left_out_by_a_table_subset_load_on_the_next_run(sync: SyncHarness) -> None:
-    sync.run()
     cust, order, lines = new_order_with_lines(sync)
     sync.run(tables=["Orders", "OrderLines"])  # the customer is not read in this run
     sync.run()
@@ -188,7 +183,6 @@ def test_dependents_left_out_by_a_table_subset_load_on_the_next_run(sync: SyncHa
 
 
 def test_dependents_of_a_rejected_parent_load_once_it_is_fixed(sync: SyncHarness) -> None:
-    sync.run()
     cust, order, lines = new_order_with_lines(sync, AccountNumber=None)  # rejected: no account
     first = sync.run()
     assert str(cust) in sync.rejects(first, "Customers")
@@ -203,7 +197,6 @@ def test_dependents_of_a_rejected_parent_load_once_it_is_fixed(sync: SyncHarness
 
 
 def test_an_order_saved_between_two_tables_reads_is_not_stranded(sync: SyncHarness) -> None:
-    sync.run()
     saved: list[Any] = []
 
     def save_after_orders_were_read(extract_number: int) -> None:
@@ -225,7 +218,6 @@ def test_an_order_saved_between_two_tables_reads_is_not_stranded(sync: SyncHarne
 
 
 def test_a_server_that_ignores_orderby_fails_the_table_and_deletes_nothing(sync: SyncHarness) -> None:
-    sync.run()
     live_before = sync.query("select count(*) from erp.order_lines where not is_deleted")[0][0]
     sync.sim.faults.set("ignore_orderby", table="OrderLines")  # a proxy that drops $orderby
     run = sync.run(mode="full")
@@ -240,7 +232,6 @@ def test_a_server_that_ignores_orderby_fails_the_table_and_deletes_nothing(sync:
 
 
 def test_a_repeated_primary_key_fails_the_table_with_the_key(sync: SyncHarness) -> None:
-    sync.run()
     keys = sorted(sync.dataset.keys("OrderLines"))
     twin = keys[len(keys) // 2]
     sync.dataset.add_twin("OrderLines", twin, {"Quantity": 99})
@@ -285,7 +276,6 @@ def test_a_future_modified_date_loads_and_does_not_freeze_the_table(dated_sync: 
 
 
 def test_a_rejected_new_version_is_marked_and_counted_until_a_good_one_loads(sync: SyncHarness) -> None:
-    sync.run()
     key = min(sync.dataset.keys("Products"))
     good_price = sync.erp_row("Products", key)["list_price"]
     sync.dataset.update("Products", key, {"Price": -5})
@@ -309,7 +299,6 @@ def test_a_rejected_new_version_is_marked_and_counted_until_a_good_one_loads(syn
 
 
 def test_replay_never_brings_back_a_record_4d_deleted(sync: SyncHarness) -> None:
-    sync.run()
     sync.sim.faults.set("refuse_table", table="Customers", hidden=True)
     _, order, lines = new_order_with_lines(sync)
     sync.run()  # the order is rejected: its customer was not read
@@ -325,7 +314,6 @@ def test_replay_never_brings_back_a_record_4d_deleted(sync: SyncHarness) -> None
 
 
 def test_replay_never_writes_an_older_version_over_newer_data(sync: SyncHarness) -> None:
-    sync.run()
     order = min(sync.dataset.keys("Orders"))
     original = sync.dataset.get("Orders", order)["CustomerID"]
     sync.sim.faults.set("refuse_table", table="Customers", hidden=True)
@@ -358,7 +346,6 @@ def recreate(sync: SyncHarness, table: str, key: int, **changes: Any) -> dict[st
 def test_a_key_deleted_and_created_again_loads_the_new_record_as_a_full_sync_would(
     sync: SyncHarness,
 ) -> None:
-    sync.run()
     line = sorted(sync.dataset.keys("OrderLines"))[5]
     invoice = sorted(sync.dataset.keys("Invoices"))[3]  # same invoice number: its old holder is gone
     recreate(sync, "OrderLines", line, Quantity=77)
@@ -379,7 +366,6 @@ def test_a_key_deleted_and_created_again_loads_the_new_record_as_a_full_sync_wou
 def test_a_created_again_key_waiting_for_its_parent_loads_when_the_parent_arrives(
     sync: SyncHarness,
 ) -> None:
-    sync.run()
     key = sorted(sync.dataset.keys("OrderLines"))[5]
     template = sync.dataset.get("Orders", min(sync.dataset.keys("Orders")))
     recreate(sync, "OrderLines", key, OrderID=990_123, Quantity=77)  # its order is not saved yet
@@ -402,7 +388,6 @@ def test_a_created_again_key_waiting_for_its_parent_loads_when_the_parent_arrive
 
 
 def test_an_attribute_4d_did_not_send_is_a_reason_not_a_null(sync: SyncHarness) -> None:
-    sync.run()
     key = min(sync.dataset.keys("Products"))
     price = sync.erp_row("Products", key)["list_price"]
     assert price is not None
@@ -421,7 +406,6 @@ def test_an_attribute_4d_did_not_send_is_a_reason_not_a_null(sync: SyncHarness) 
 
 
 def test_values_that_cannot_be_stored_fail_only_their_record(sync: SyncHarness) -> None:
-    sync.run()
     surrogate, wide, nul_key, nul_stamp, fine = sorted(sync.dataset.keys("Customers"))[:5]
     sync.dataset.update("Customers", surrogate, {"LastName": RawJson('"Bad \\ud800 name"')})
     sync.dataset.update("Customers", wide, {"Phone": RawJson("123456789012345678901234567890")})
@@ -439,7 +423,6 @@ def test_values_that_cannot_be_stored_fail_only_their_record(sync: SyncHarness) 
 
 
 def test_a_bad_modified_time_is_a_warning_not_a_rejection(sync: SyncHarness) -> None:
-    sync.run()
     out_of_range, not_a_number = sorted(sync.dataset.keys("Customers"))[:2]
     sync.dataset.update(
         "Customers", out_of_range, {"FirstName": "Ann", "ModifiedTime": WireValue(90_000_000)}
@@ -457,7 +440,6 @@ def test_a_bad_modified_time_is_a_warning_not_a_rejection(sync: SyncHarness) -> 
 
 
 def test_a_targeted_repair_rereads_exactly_the_given_records(sync: SyncHarness) -> None:
-    sync.run()
     first, second, untouched = sorted(sync.dataset.keys("Customers"))[:3]
     watermark = sync.watermark("Customers")
     with psycopg.connect(sync.url, autocommit=True) as conn:  # someone edited the ERP by hand

@@ -10,25 +10,27 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from legacy4d_simulator import SimulatorServer
 from legacy_sync import pipeline
 
-from .conftest import make_simulator
-from .sync_harness import SyncHarness
+from .sync_harness import FirstSyncs, SyncHarness
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
+def without_self_referencing_boms(sim: SimulatorServer) -> None:
+    for key in list(sim.dataset.keys("BillOfMaterials")):
+        row = sim.dataset.get("BillOfMaterials", key)
+        if row["ParentProductID"] == row["ComponentProductID"]:
+            sim.dataset.delete("BillOfMaterials", key)
+
+
 @pytest.fixture
-def sync(erp_db_url: str) -> Iterator[SyncHarness]:
-    """A clean data set (no planted defects, no self-referencing BOM rows) and its first sync."""
-    with make_simulator(scale=1500, seed=3) as sim:
-        for key in list(sim.dataset.keys("BillOfMaterials")):
-            row = sim.dataset.get("BillOfMaterials", key)
-            if row["ParentProductID"] == row["ComponentProductID"]:
-                sim.dataset.delete("BillOfMaterials", key)
-        harness = SyncHarness(sim, erp_db_url)
-        first = harness.run()
-        assert set(harness.statuses(first).values()) == {"COMPLETED"}, harness.log(first)
+def sync(first_syncs: FirstSyncs) -> Iterator[SyncHarness]:
+    """A clean data set (no planted defects, no self-referencing BOM rows) after its first sync."""
+    with first_syncs.harness(scale=1500, seed=3, prepare=without_self_referencing_boms) as harness:
+        first = harness.first_run
+        assert first and set(harness.statuses(first).values()) == {"COMPLETED"}, harness.log(first or "")
         yield harness
 
 
