@@ -25,7 +25,6 @@ import datetime as dt
 import os
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
@@ -98,6 +97,9 @@ def add_sync_tasks(dag_id: str, summary: Any) -> None:
 
 def build_drift_approval_dag() -> DAG:
     """A person accepts (or not) the new 4D structure of frozen tables."""
+    # Imported here, by the one DAG that declares it: the sync DAG files need not pay for it.
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
     with DAG(
         dag_id=DRIFT_DAG_ID,
         description="Legacy 4D ERP -> ERP: accept a frozen table's new 4D structure",

@@ -27,7 +27,6 @@ import datetime as dt
 import os
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import (  # type: ignore[attr-defined]  # Deadline Alerts: lazily exported
     DAG,
@@ -328,6 +327,9 @@ def build_sync_dag(dag_id: str, *, full: bool, schedule: str, description: str) 
 def build_held_deletes_dag() -> DAG:
     """A person approves or discards the deletions the circuit breaker held (triggered by the
     sync DAGs; also on demand)."""
+    # Imported here, by the one DAG that declares it: the sync DAG files need not pay for it.
+    from airflow.providers.standard.operators.hitl import HITLBranchOperator
+
     apply_label, keep_label = "Apply the deletions", "Keep the rows (discard the deletions)"
     with DAG(
         dag_id=HELD_DELETES_DAG_ID,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +138,66 @@ def test_example_consumer_is_off_unless_asked_for_and_then_starts_paused(
     dag = bag.dags["legacy_erp_example_products_consumer"]
     assert dag.is_paused_upon_creation is True
     assert dag.timetable.asset_condition.objects == (Asset("erp.products"),)
+
+
+# Needed only when a task runs, never to parse a DAG file (issue 15: each file parses in < 0.5 s).
+RUN_TIME_ONLY = (
+    "psycopg",
+    "dbt",
+    "pandas",
+    "orjson",
+    "legacy_sync.ledger",
+    "legacy_sync.pipeline",
+    "legacy_sync.landing",
+    "legacy_sync.dbt_build",
+    "legacy_sync.erp_db",
+    "legacy_sync.hook",
+    "legacy_sync.fourd",
+    "legacy_sync.cutover_ledger",
+    "legacy_sync.diff",
+    "legacy_sync.digest",
+    "legacy_sync.notify",
+    "legacy_sync.monitor",
+)
+# Airflow modules only the DAGs that declare their operator may import.
+DECLARED_BY = {"airflow.providers.standard.operators.hitl": {HELD_DELETES, "legacy_erp_schema_drift"}}
+
+
+def test_dag_files_import_no_run_time_module_at_parse_time() -> None:
+    """Each DAG file parsed in turn in a fresh interpreter, as ``airflow dags report`` does (the sync
+    DAG files first, so they are charged for what they import themselves): a module a task needs
+    only when it runs must not be imported while parsing, nor the operators of another DAG."""
+    files = sorted(DAGS_DIR.rglob("*.py"), key=lambda p: (p.stem not in EXPECTED, p.name))
+    script = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "seen = set(sys.modules); out = {}\n"
+        "for path in sys.argv[1:]:\n"
+        "    bag = DagBag(dag_folder=path)\n"
+        "    assert not bag.import_errors, bag.import_errors\n"
+        "    out[path] = {'dags': sorted(bag.dags), 'new': sorted(set(sys.modules) - seen)}\n"
+        "    seen = set(sys.modules)\n"
+        "print(json.dumps({'before': sorted(set(sys.modules) - {m for v in out.values() for m in v['new']}),"
+        " 'files': out}))\n"
+    )
+    env = {**os.environ, "LEGACY_SYNC_EXAMPLE_DAGS": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, files)], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def matches(module: str, prefix: str) -> bool:
+        return module == prefix or module.startswith(prefix + ".")
+
+    # Parsing needs none of them before the first DAG file either (else this test would prove nothing).
+    assert not [m for m in report["before"] for p in RUN_TIME_ONLY if matches(m, p)]
+    offenders = {
+        f"{Path(path).name} imports {module}"
+        for path, parsed in report["files"].items()
+        for module in parsed["new"]
+        if any(matches(module, p) for p in RUN_TIME_ONLY)
+        or any(matches(module, p) and not set(parsed["dags"]) <= dags for p, dags in DECLARED_BY.items())
+    }
+    assert not offenders, sorted(offenders)
+    assert all(parsed["dags"] for parsed in report["files"].values())  # every file parsed into a DAG
