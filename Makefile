@@ -8,6 +8,10 @@ UV := .tools/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# Compile every installed module once, at install: Python then never compiles Airflow's, dbt's
+# and our imports again in each task, dags test, scheduler or test process (some environments set
+# PYTHONDONTWRITEBYTECODE, so nothing would be cached otherwise).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo test test-unit test-integration lint format install clean bench reliability
 
