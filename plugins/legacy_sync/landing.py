@@ -115,27 +115,84 @@ def _copy_text(value: str) -> bytes:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").encode()
 
 
+_SYSTEM = ("__KEY", "__TIMESTAMP", "__STAMP", "__GlobalStamp", READ_AGAIN)
+"""The system attributes 4D sends (and the mark of a record read again): popped by name in the
+common case instead of testing every attribute's name."""
+_ABSENT = object()
+_MORE_SYSTEM = b'"__'
+"""In a business part's JSON: maybe an attribute whose name starts with ``__`` (or a text
+value that does; both take the general path)."""
+
+
 def copy_block(
     entities: list[dict[str, Any]], key_attribute: str, run_id: str, *, read_again: bool = False
 ) -> bytes:
     """One page as COPY text rows ``run_id, legacy_id, payload, row_hash``: one write per page.
 
     JSON from orjson holds no raw tab or line break, so only its backslashes need doubling.
+
+    The common record (a number or plain text for a key, the usual system attributes, no NUL,
+    nothing the client had to repair) is encoded inline, with what :func:`_encode` does for
+    every record done once per page; anything else goes through :func:`_encode` itself. Both
+    give the same legacy id, the same row hash and the same payload (as jsonb: the system
+    attributes may come in another order).
     """
     prefix = _copy_text(run_id) + b"\t"
-    out = bytearray()
+    rows: list[bytes] = []
+    add = rows.append
+    dumps = orjson.dumps
+    md5 = hashlib.md5
     for entity in entities:
         if read_again:
             entity[READ_AGAIN] = True
-        key, payload, row_hash = _encode(entity, key_attribute)
-        out += prefix
-        out += _copy_text(key)
-        out += b"\t"
-        out += payload.replace(b"\\", b"\\\\")
-        out += b"\t"
-        out += row_hash.encode()
-        out += b"\n"
-    return bytes(out)
+        key = entity.get(key_attribute)
+        if type(key) is int:
+            legacy_id = str(key).encode()
+        elif type(key) is str and key.isalnum() and key.isascii():
+            legacy_id = key.encode()  # nothing COPY needs escaped
+        else:
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        pop = entity.pop
+        system = {}
+        for name in _SYSTEM:
+            value = pop(name, _ABSENT)
+            if value is not _ABSENT:
+                system[name] = value
+        business = dumps(entity)
+        if _MORE_SYSTEM in business or _NUL in business:
+            entity.update(system)  # appended: the business attributes keep their order
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        stamp = system.get("__TIMESTAMP")
+        if stamp is not None:
+            system["__TIMESTAMP"] = clean_timestamp(stamp)
+        head = dumps(system)
+        if _NUL in head:
+            if stamp is not None:
+                system["__TIMESTAMP"] = stamp
+            entity.update(system)
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        if not system:
+            payload = business
+        elif business == b"{}":
+            payload = head
+        else:
+            payload = head[:-1] + b"," + business[1:]
+        if b"\\" in payload:
+            payload = payload.replace(b"\\", b"\\\\")
+        add(
+            b"%b%b\t%b\t%b\n"
+            % (prefix, legacy_id, payload, md5(business, usedforsecurity=False).hexdigest().encode())
+        )
+    return b"".join(rows)
+
+
+def _encoded_row(prefix: bytes, entity: dict[str, Any], key_attribute: str) -> bytes:
+    """One COPY row through :func:`_encode` (the general path)."""
+    key, payload, row_hash = _encode(entity, key_attribute)
+    return b"%b%b\t%b\t%b\n" % (prefix, _copy_text(key), payload.replace(b"\\", b"\\\\"), row_hash.encode())
 
 
 # -- reading pages while writing ---------------------------------------------------------------
