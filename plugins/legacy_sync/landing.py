@@ -1,7 +1,8 @@
 """Extract one legacy table from 4D and land it, as received, in ``legacy_staging.<table>_raw``.
 
-Pages stream from 4D into one ``COPY`` while the next page is fetched (a reader thread and a
-queue two pages deep), so memory is bounded by the page size, not the table size. The whole
+Pages stream from 4D into one ``COPY`` while the next page is fetched and the one after it is
+encoded (a reader thread and an encoder thread, each at most two pages ahead), so memory is
+bounded by the page size, not the table size. The whole
 landing of a table is one transaction that first removes what an earlier try of the same run
 landed: re-running a task never duplicates rows.
 
@@ -30,9 +31,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -46,6 +47,7 @@ from legacy_sync.ledger import Batch, HoldPolicy, RunWindow
 from legacy_sync.registry import TABLES, LegacyTable, Strategy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODIFIED_DATE_LOOKBACK = dt.timedelta(days=1)
 """Re-read this much before the last ModifiedDate seen: 4D dates have no time zone and
@@ -115,50 +117,122 @@ def _copy_text(value: str) -> bytes:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").encode()
 
 
+_SYSTEM = ("__KEY", "__TIMESTAMP", "__STAMP", "__GlobalStamp", READ_AGAIN)
+"""The system attributes 4D sends (and the mark of a record read again): popped by name in the
+common case instead of testing every attribute's name."""
+_ABSENT = object()
+_MORE_SYSTEM = b'"__'
+"""In a business part's JSON: maybe an attribute whose name starts with ``__`` (or a text
+value that does; both take the general path)."""
+
+
 def copy_block(
     entities: list[dict[str, Any]], key_attribute: str, run_id: str, *, read_again: bool = False
 ) -> bytes:
     """One page as COPY text rows ``run_id, legacy_id, payload, row_hash``: one write per page.
 
     JSON from orjson holds no raw tab or line break, so only its backslashes need doubling.
+
+    The common record (a number or plain text for a key, the usual system attributes, no NUL,
+    nothing the client had to repair) is encoded inline, with what :func:`_encode` does for
+    every record done once per page; anything else goes through :func:`_encode` itself. Both
+    give the same legacy id, the same row hash and the same payload (as jsonb: the system
+    attributes may come in another order).
     """
     prefix = _copy_text(run_id) + b"\t"
-    out = bytearray()
+    rows: list[bytes] = []
+    add = rows.append
+    dumps = orjson.dumps
+    md5 = hashlib.md5
     for entity in entities:
         if read_again:
             entity[READ_AGAIN] = True
-        key, payload, row_hash = _encode(entity, key_attribute)
-        out += prefix
-        out += _copy_text(key)
-        out += b"\t"
-        out += payload.replace(b"\\", b"\\\\")
-        out += b"\t"
-        out += row_hash.encode()
-        out += b"\n"
-    return bytes(out)
+        key = entity.get(key_attribute)
+        if type(key) is int:
+            legacy_id = str(key).encode()
+        elif type(key) is str and key.isalnum() and key.isascii():
+            legacy_id = key.encode()  # nothing COPY needs escaped
+        else:
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        pop = entity.pop
+        system = {}
+        for name in _SYSTEM:
+            value = pop(name, _ABSENT)
+            if value is not _ABSENT:
+                system[name] = value
+        business = dumps(entity)
+        if _MORE_SYSTEM in business or _NUL in business:
+            entity.update(system)  # appended: the business attributes keep their order
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        stamp = system.get("__TIMESTAMP")
+        if stamp is not None:
+            system["__TIMESTAMP"] = clean_timestamp(stamp)
+        head = dumps(system)
+        if _NUL in head:
+            if stamp is not None:
+                system["__TIMESTAMP"] = stamp
+            entity.update(system)
+            add(_encoded_row(prefix, entity, key_attribute))
+            continue
+        if not system:
+            payload = business
+        elif business == b"{}":
+            payload = head
+        else:
+            payload = head[:-1] + b"," + business[1:]
+        if b"\\" in payload:
+            payload = payload.replace(b"\\", b"\\\\")
+        add(
+            b"%b%b\t%b\t%b\n"
+            % (prefix, legacy_id, payload, md5(business, usedforsecurity=False).hexdigest().encode())
+        )
+    return b"".join(rows)
+
+
+def _encoded_row(prefix: bytes, entity: dict[str, Any], key_attribute: str) -> bytes:
+    """One COPY row through :func:`_encode` (the general path)."""
+    key, payload, row_hash = _encode(entity, key_attribute)
+    return b"%b%b\t%b\t%b\n" % (prefix, _copy_text(key), payload.replace(b"\\", b"\\\\"), row_hash.encode())
 
 
 # -- reading pages while writing ---------------------------------------------------------------
 
 
-def _read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
-    """Fetch the next pages in a thread while the caller writes the current one."""
+def _ahead(items: Iterable[T], name: str, depth: int = 2) -> Generator[T, None, None]:
+    """Iterate ``items`` in a thread named ``name``, at most ``depth`` items ahead of the caller.
+
+    The items come in their order; an exception raised while producing them is raised to the
+    caller in its place. When the caller stops early (an error, or it closes the generator),
+    the thread stops at its next item and closes ``items`` (an inner stage stops in turn).
+    """
     buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
-    def reader() -> None:
+    def produce() -> None:
+        iterator = iter(items)
+        outcome: Any = done
         try:
-            for page in pages:
-                if stop.is_set():
-                    return
-                buffer.put(page)
+            while not stop.is_set():  # checked before asking for the next item (an HTTP request)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                buffer.put(item)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            buffer.put(exc)
-            return
-        buffer.put(done)
+            outcome = exc
+        finally:
+            close = getattr(iterator, "close", None)
+            try:
+                if close is not None:
+                    close()
+            except BaseException as exc:
+                outcome = exc if outcome is done else outcome
+        buffer.put(outcome)  # a consumer that stopped drains the queue until this thread ends
 
-    thread = threading.Thread(target=reader, name="4d-page-reader", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -170,7 +244,7 @@ def _read_ahead(pages: Iterable[Page], depth: int = 2) -> Iterator[Page]:
             yield item
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
+        while thread.is_alive():  # unblock a producer waiting on a full queue
             try:
                 buffer.get_nowait()
             except queue.Empty:
@@ -340,8 +414,25 @@ def wanted_attributes(table: LegacyTable, attributes: dict[str, Any]) -> tuple[s
 # -- landing -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Block:
+    """One page, encoded: what the COPY writes and what the writer counts."""
+
+    data: bytes
+    records: int
+    count: int | None
+    newest: dt.date | None
+
+
 class _Writer:
-    """The COPY of one extract: pages in, counts out."""
+    """The COPY of one extract: pages in, counts out.
+
+    Three stages overlap, each a page or two ahead of the next (so memory stays bounded by the
+    page size): a thread reads and parses 4D's pages (the HTTP wait), a thread encodes them
+    into COPY blocks (:func:`copy_block`), and the caller's thread writes each block to
+    PostgreSQL (the COPY's wait), in page order. A failure in either thread is raised here, so
+    the COPY and its transaction fail with it.
+    """
 
     def __init__(self, copy: Any, table: LegacyTable, run_id: str) -> None:
         self.copy = copy
@@ -351,18 +442,30 @@ class _Writer:
         self.newest: dt.date | None = None
         self.progress = Progress(table.name)
 
-    def write(self, pages: Iterable[Page], track_dates: bool = False) -> Iterator[Page]:
-        for page in _read_ahead(pages):
-            if track_dates:
-                for entity in page.entities:
-                    seen = _modified_date(entity)
-                    if seen and (self.newest is None or seen > self.newest):
-                        self.newest = seen
-            n = len(page.entities)
-            self.copy.write(copy_block(page.entities, self.table.key, self.run_id))
-            self.records += n
-            self.progress.add(n, page.count)
-            yield page
+    def _encode(self, pages: Iterable[Page], track_dates: bool) -> Iterator[_Block]:
+        reader = _ahead(pages, "4d-page-reader")
+        try:
+            for page in reader:
+                newest = None
+                if track_dates:
+                    for entity in page.entities:
+                        seen = _modified_date(entity)
+                        if seen and (newest is None or seen > newest):
+                            newest = seen
+                data = copy_block(page.entities, self.table.key, self.run_id)
+                yield _Block(data, len(page.entities), page.count, newest)
+        finally:
+            reader.close()
+
+    def write(self, pages: Iterable[Page], track_dates: bool = False) -> Iterator[int | None]:
+        """Write every page; yields each page's ``count`` (4D's ``__COUNT``) once it is written."""
+        for block in _ahead(self._encode(pages, track_dates), "copy-encoder"):
+            if block.newest and (self.newest is None or block.newest > self.newest):
+                self.newest = block.newest
+            self.copy.write(block.data)
+            self.records += block.records
+            self.progress.add(block.records, block.count)
+            yield block.count
 
 
 def land_table(
@@ -445,8 +548,8 @@ def _copy_pages(
         writer = _Writer(copy, table, run_id)
         pages = client.iter_by_key(table.name, table.key, attributes=wanted, where=plan.where)
         first_count = None
-        for page in writer.write(pages, track_dates=plan.strategy is Strategy.MODIFIED_DATE):
-            first_count = page.count if first_count is None else first_count
+        for count in writer.write(pages, track_dates=plan.strategy is Strategy.MODIFIED_DATE):
+            first_count = count if first_count is None else first_count
         batch.records_landed = writer.records
         batch.source_count = first_count if first_count is not None else 0
     return writer

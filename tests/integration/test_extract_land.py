@@ -13,6 +13,8 @@ import psycopg
 import pytest
 
 from legacy4d_simulator import SimulatorServer
+from legacy_sync import landing
+from legacy_sync.fourd.errors import PagingError
 from legacy_sync.landing import land_table
 from legacy_sync.ledger import read_state
 from legacy_sync.registry import TABLES, Strategy, get_table
@@ -241,3 +243,46 @@ def test_a_legacy_4d_version_lands_the_same_records(erp: Conn) -> None:
         "select payload ->> '__TIMESTAMP' from legacy_staging.products_raw limit 1"
     ).fetchone()[0]
     assert not stamp.startswith('"') and stamp.endswith("Z")
+
+
+@pytest.mark.parametrize("stage", ["reader", "encoder"])
+def test_a_failure_in_a_landing_thread_fails_the_table_and_lands_none_of_it(
+    sim: SimulatorServer, erp: Conn, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages are read and encoded in threads while the COPY writes: a failure there after some
+    pages were written still fails the table, and its transaction lands nothing."""
+    table = get_table("OrderLines")
+    with client_for(sim) as client:
+        if stage == "reader":
+            real_pages = client.iter_by_key
+
+            def failing_pages(*args: Any, **kwargs: Any) -> Any:
+                for number, page in enumerate(real_pages(*args, **kwargs)):
+                    if number == 4:
+                        raise PagingError("4D sent OrderLineID 9 before OrderLineID 3, out of key order")
+                    yield page
+
+            monkeypatch.setattr(client, "iter_by_key", failing_pages)
+        else:
+            real_block = landing.copy_block
+            calls = []
+
+            def failing_block(*args: Any, **kwargs: Any) -> bytes:
+                calls.append(1)
+                if len(calls) == 5:
+                    raise PagingError("cannot encode")
+                return real_block(*args, **kwargs)
+
+            monkeypatch.setattr(landing, "copy_block", failing_block)
+        with pytest.raises(PagingError):
+            land_table(client, erp, table, "r1", "full")
+    assert not landed_keys(erp, "OrderLines", "r1")
+    assert erp.execute("select count(*) from legacy_sync.landing_batch where run_id = 'r1'").fetchone() == (
+        0,
+    )
+    assert not [t for t in threading.enumerate() if t.name in ("4d-page-reader", "copy-encoder")]
+    # The same connection lands the table afterwards.
+    with client_for(sim) as client:
+        monkeypatch.undo()
+        land_table(client, erp, table, "r1", "full")
+    assert_exactly_once(erp, sim, "OrderLines", "r1")
