@@ -14,15 +14,27 @@
             {%- set tables = node.config.meta.get('legacy_tables')
                 or model.get('config', {}).get('meta', {}).get('legacy_tables') or [] -%}
             {%- set examples = [] -%}
+            {%- set checks = [] -%}
             {%- if result.status != 'error' and node.compiled_code -%}
                 {%- set rows = run_query('select * from (' ~ node.compiled_code ~ ') as failing limit 5') -%}
                 {%- set column = 'legacy_id' if 'legacy_id' in rows.column_names else rows.column_names[0] -%}
                 {%- for row in rows -%}{%- do examples.append(row[column] | string) -%}{%- endfor -%}
+                {#- row_checks: which of the model's checks failed, and how often -#}
+                {%- if 'problem' in rows.column_names -%}
+                    {%- set found = run_query(
+                        'select check_column, problem, count(*) from (' ~ node.compiled_code
+                        ~ ') as failing group by check_column, problem order by check_column, problem'
+                    ) -%}
+                    {%- for row in found -%}
+                        {%- do checks.append((row[0] ~ ' ' if row[0] else '') ~ row[1] ~ ' (' ~ row[2] ~ ')') -%}
+                    {%- endfor -%}
+                {%- endif -%}
             {%- endif -%}
             {{ log(
                 result.status | upper ~ ' ' ~ (tables | join(', ') or checked.split('.')[-1]) ~ ': '
                 ~ node.name ~ ' found ' ~ (result.failures or 0) ~ ' record(s)'
                 ~ (' (e.g. ' ~ examples | join(', ') ~ ')' if examples else '')
+                ~ (': ' ~ checks | join('; ') if checks else '')
                 ~ (': ' ~ result.message if result.status == 'error' else ''),
                 info=true
             ) }}

@@ -102,8 +102,7 @@ def describe_test(node: dict[str, Any], manifest: dict[str, Any]) -> str:
     meta = node.get("test_metadata") or {}
     kwargs = meta.get("kwargs", {})
     column = kwargs.get("column_name") or node.get("column_name")
-    parent = manifest.get("nodes", {}).get(node.get("attached_node") or "", {})
-    relation = f"{parent.get('schema', '')}.{parent.get('alias') or parent.get('name', '')}".strip(".")
+    relation = _relation(node, manifest)
     where = f"{relation}.{column}" if column else relation
     name = meta.get("name")
     if name == "unique":
@@ -120,7 +119,64 @@ def describe_test(node: dict[str, Any], manifest: dict[str, Any]) -> str:
         return f"{relation} breaks the rule `{kwargs.get('expression')}`"
     if name == "staged_records_loaded_or_rejected":
         return "records read from 4D in this run were lost between staging and erp"
+    if name == "row_checks":
+        return f"{relation} breaks one of its row checks"
     return node.get("description") or f"the check {node.get('name')}"
+
+
+def _relation(node: dict[str, Any], manifest: dict[str, Any]) -> str:
+    parent = manifest.get("nodes", {}).get(node.get("attached_node") or "", {})
+    return f"{parent.get('schema', '')}.{parent.get('alias') or parent.get('name', '')}".strip(".")
+
+
+def describe_failures(
+    node: dict[str, Any],
+    manifest: dict[str, Any],
+    failures: Any,
+    conninfo: str | None,
+    compiled_sql: str | None,
+) -> list[str]:
+    """A failed data test in words, with how many records and example keys. A ``row_checks`` test
+    (every per-row check of one model in one query) gives one line per check that failed, the
+    same words as the single test of that check would."""
+    if (node.get("test_metadata") or {}).get("name") == "row_checks":
+        relation = _relation(node, manifest)
+        lines = []
+        for column, problem, count, keys in failed_checks(conninfo, compiled_sql):
+            where = f"{relation}.{column}" if column else relation
+            lines.append(
+                f"{where} {problem}: {count} record(s)" + (f" (e.g. {', '.join(keys)})" if keys else "")
+            )
+        if lines:
+            return lines
+    keys = example_keys(conninfo, compiled_sql)
+    return [
+        f"{describe_test(node, manifest)}: {failures} record(s)"
+        + (f" (e.g. {', '.join(keys)})" if keys else "")
+    ]
+
+
+def failed_checks(
+    conninfo: str | None, compiled_sql: str | None, limit: int = 5
+) -> list[tuple[str | None, str, int, list[str]]]:
+    """(column, problem, records, example keys) of each check a failed ``row_checks`` test found."""
+    if not conninfo or not compiled_sql:
+        return []
+    query = (
+        "select check_column, problem, count(*),"
+        f" (array_agg(legacy_id order by legacy_id))[1:{int(limit)}]"
+        f" from ({compiled_sql}) as failing group by check_column, problem order by check_column, problem"
+    )
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(query)  # type: ignore[arg-type]
+            return [
+                (column, problem, int(count), [str(k) for k in keys or []])
+                for column, problem, count, keys in cur
+            ]
+    except psycopg.Error as exc:
+        log.warning("could not read the failed checks of a test: %s", exc)
+        return []
 
 
 def _ref_name(text: str) -> str:
@@ -173,18 +229,20 @@ def verdicts_from_results(
         message = (result.get("message") or status).strip().splitlines()[0][:300]
         if unique_id.startswith("test."):
             failures = result.get("failures")
-            if status == "error":
-                problem = f"the check that {describe_test(node, manifest)} could not run: {message}"
+            if status == "error" and (node.get("test_metadata") or {}).get("name") == "row_checks":
+                problems = [f"the row checks of {_relation(node, manifest)} could not run: {message}"]
+            elif status == "error":
+                problems = [f"the check that {describe_test(node, manifest)} could not run: {message}"]
             else:
-                keys = example_keys(conninfo, result.get("compiled_code") or node.get("compiled_code"))
-                problem = f"{describe_test(node, manifest)}: {failures} record(s)" + (
-                    f" (e.g. {', '.join(keys)})" if keys else ""
-                )
+                compiled = result.get("compiled_code") or node.get("compiled_code")
+                problems = describe_failures(node, manifest, failures, conninfo, compiled)
         else:
             relation = f"{node.get('schema', '')}.{node.get('alias') or node.get('name', '')}"
-            problem = f"mapping into {relation} failed in the database: {message}; nothing of it was merged"
+            problems = [
+                f"mapping into {relation} failed in the database: {message}; nothing of it was merged"
+            ]
         for table in concerned:
-            verdicts[table].problems.append(problem)
+            verdicts[table].problems.extend(problems)
     for result in results:
         if str(result.get("status")) != "skipped" or _is_warning_model(nodes.get(result["unique_id"], {})):
             continue

@@ -105,6 +105,40 @@ def test_a_record_lost_in_order_lines_fails_only_order_lines_and_holds_its_water
     assert sync.erp_row("OrderLines", lost) is not None
 
 
+def test_a_broken_erp_row_fails_only_its_table_naming_each_check_its_records_and_keys(
+    sync: SyncHarness,
+) -> None:
+    """An erp model's per-row checks run as one test; its failure still says, per check, what is
+    wrong, how many records and which keys, and fails that table only."""
+    invoice = min(sync.dataset.keys("Invoices"))
+    product = min(sync.dataset.keys("Products"))
+    paid = bool(sync.dataset.get("Invoices", invoice)["IsPaid"])
+    sync.dataset.update("Invoices", invoice, {"IsPaid": not paid})
+    sync.dataset.update("Products", product, {"Color": "Teal"})
+    with psycopg.connect(sync.url, autocommit=True) as conn:  # a careless trigger on the ERP
+        conn.execute(
+            "create function erp.break_one() returns trigger language plpgsql as $$"
+            f" begin if new.legacy_id = '{invoice}' then new.amount := -1; new.tax_amount := -2;"
+            " end if; return new; end $$"
+        )
+        conn.execute(
+            "create trigger break_one before insert or update on erp.invoices"
+            " for each row execute function erp.break_one()"
+        )
+    watermark = sync.watermark("Invoices")
+
+    run = sync.run()
+    statuses = sync.statuses(run)
+    assert statuses.pop("Invoices") == "FAILED"
+    assert set(statuses.values()) == {"COMPLETED"}, statuses  # the other six
+    message = sync.log(run)["Invoices"]["error_message"]
+    assert f"erp.invoices.amount is negative: 1 record(s) (e.g. {invoice})" in message, message
+    assert f"erp.invoices.tax_amount is negative: 1 record(s) (e.g. {invoice})" in message, message
+    assert "row_checks" not in message  # words, not node names
+    assert sync.watermark("Invoices") == watermark
+    assert sync.erp_row("Products", product)["color"] == "Teal"
+
+
 def test_an_incremental_run_counts_what_it_read(sync: SyncHarness) -> None:
     keys = sorted(sync.dataset.keys("Products"))[:3]
     for key in keys:

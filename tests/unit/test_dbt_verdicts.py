@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from legacy_sync import dbt_build
 from legacy_sync.dbt_build import node_tables, verdicts_from_results
 
 P = "legacy_erp_sync"
@@ -43,6 +46,13 @@ MANIFEST: dict[str, Any] = {
             "test_metadata": {"name": "not_negative", "kwargs": {"column_name": "subtotal"}},
             "depends_on": {"nodes": [f"model.{P}.orders"]},
         },
+        f"test.{P}.row_checks_order_lines.ghi": {
+            "resource_type": "test",
+            "name": "row_checks_order_lines",
+            "attached_node": f"model.{P}.order_lines",
+            "test_metadata": {"name": "row_checks", "kwargs": {"checks": [], "model": "..."}},
+            "depends_on": {"nodes": [f"model.{P}.order_lines", f"model.{P}.orders", f"model.{P}.products"]},
+        },
         f"test.{P}.lost.def": {
             "resource_type": "test",
             "name": "staged_records_loaded_or_rejected_int_order_lines",
@@ -62,6 +72,7 @@ def test_every_node_knows_its_tables() -> None:
     assert node_tables(f"model.{P}.warn_order_totals", MANIFEST) == ["Orders", "OrderLines"]
     assert node_tables(f"test.{P}.not_negative_orders_subtotal.abc", MANIFEST) == ["Orders"]
     assert node_tables(f"test.{P}.lost.def", MANIFEST) == ["OrderLines"]
+    assert node_tables(f"test.{P}.row_checks_order_lines.ghi", MANIFEST) == ["OrderLines"]
 
 
 def test_a_failed_check_fails_only_its_table_in_words() -> None:
@@ -125,3 +136,45 @@ def test_a_warning_model_that_cannot_run_fails_no_table() -> None:
     }
     verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
     assert verdicts["Orders"].failure is None and verdicts["OrderLines"].failure is None
+
+
+def test_a_models_row_checks_fail_its_table_with_one_line_per_check_in_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = [
+        ("order_id", "points to rows missing from erp.orders", 1, ["1042"]),
+        ("quantity", "is negative", 2, ["7", "9"]),
+    ]
+    monkeypatch.setattr(dbt_build, "failed_checks", lambda conninfo, sql: found if conninfo else [])
+    results = {
+        "results": [
+            result(f"model.{P}.orders", "success"),
+            result(f"model.{P}.order_lines", "success"),
+            result(f"test.{P}.row_checks_order_lines.ghi", "fail", failures=3, compiled_code="select 1"),
+        ]
+    }
+    verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"], conninfo="postgresql://")
+    assert verdicts["Orders"].failure is None
+    failure = verdicts["OrderLines"].failure or ""
+    assert (
+        "erp.order_lines.order_id points to rows missing from erp.orders: 1 record(s) (e.g. 1042)" in failure
+    )
+    assert "erp.order_lines.quantity is negative: 2 record(s) (e.g. 7, 9)" in failure
+    assert "row_checks" not in failure and "watermark of OrderLines stays" in failure
+
+    # Without the database the line still names the table and the count.
+    verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
+    assert "erp.order_lines breaks one of its row checks: 3 record(s)" in (
+        verdicts["OrderLines"].failure or ""
+    )
+
+
+def test_row_checks_that_cannot_run_say_so() -> None:
+    results = {
+        "results": [
+            result(f"model.{P}.order_lines", "success"),
+            result(f"test.{P}.row_checks_order_lines.ghi", "error", message="no column x\nLINE 3"),
+        ]
+    }
+    failure = verdicts_from_results(results, MANIFEST, ["OrderLines"])["OrderLines"].failure or ""
+    assert "the row checks of erp.order_lines could not run: no column x" in failure
