@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -47,7 +48,8 @@ def sync_run(sim: Sim, url: str, run_id: str, mode: str) -> dict[str, Any]:
         result = step("extract_land", lambda item=item: pipeline.extract_table(url, run_id, item, sim.client))
         landed += int(result["records_landed"])
     failed = step("dbt_build", lambda: pipeline.transform(url, run_id, target_name="bench"))
-    results = ROOT / "dbt_project" / "target" / "bench" / "run_results.json"
+    # dbt_build keeps one target directory per DAG and database name
+    results = ROOT / "dbt_project" / "target" / "bench" / urlsplit(url).path.lstrip("/") / "run_results.json"
     if results.exists():  # kept for the profile of dbt's share (bench/README.md)
         shutil.copyfile(results, WORK / f"dbt-run_results-{run_id}.json")
     problems = step("reconcile", lambda: pipeline.reconcile(url, run_id, sim.client))
