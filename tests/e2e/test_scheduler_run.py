@@ -204,6 +204,21 @@ def test_both_dags_at_once_take_turns_and_tell_the_truth(stack: AirflowStack, da
     stack.set_paused(FULL_DAG_ID, True)
 
 
+def _wait_until_the_asking_try_ended(stack: AirflowStack, ti: dict[str, Any], timeout: float = 60) -> None:
+    """Answer as a person does: after the scheduler saw the asking try's process end.
+
+    An answer within the second or two before that races Airflow: the resumed try is already
+    queued when the first try's exit ("success") reaches the scheduler, which then fails the task
+    as "state changed externally" (seen here once in a full run, 2026-11-26)."""
+    key = f"TaskInstanceKey(dag_id='{ti['dag_id']}', task_id='{ti['task_id']}', run_id='{ti['dag_run_id']}'"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = (stack.log_dir / "scheduler.log").read_text(errors="replace")
+        if any("Received executor event" in line and key in line for line in log.splitlines()):
+            return
+        time.sleep(0.5)
+
+
 def test_held_deletions_apply_after_a_person_approves(stack: AirflowStack, dataset: Dataset) -> None:
     defects = {(t, k) for t, k, _ in dataset.planted_defects()}
     victims = [k for k in sorted(dataset.keys("Customers")) if ("Customers", k) not in defects][-40:]
@@ -223,6 +238,7 @@ def test_held_deletions_apply_after_a_person_approves(stack: AirflowStack, datas
     ask = pending[0]
     assert "Customers" in ask["body"] and str(len(victims)) in ask["body"]
     ti = ask["task_instance"]
+    _wait_until_the_asking_try_ended(stack, ti)
     response = stack.request(
         "PATCH",
         f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}"
