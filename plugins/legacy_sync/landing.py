@@ -94,13 +94,16 @@ def _encode(entity: dict[str, Any], key_attribute: str) -> tuple[str, bytes, str
         system["__landing_issues"] = issues
         head = orjson.dumps(system)
     row_hash = hashlib.md5(business, usedforsecurity=False).hexdigest()
-    if not system:
-        payload = business
-    elif business == b"{}":
-        payload = head
-    else:
-        payload = head[:-1] + b"," + business[1:]
-    return str(key), payload, row_hash
+    return str(key), _payload(head, business, bool(system)), row_hash
+
+
+def _payload(head: bytes, business: bytes, has_system: bool) -> bytes:
+    """One JSON object: the system attributes (``head``) first, then the business ones."""
+    if not has_system:
+        return business
+    if business == b"{}":
+        return head
+    return head[:-1] + b"," + business[1:]
 
 
 def _without_nul(values: dict[str, Any]) -> tuple[bytes, list[str]]:
@@ -176,12 +179,7 @@ def copy_block(
             entity.update(system)
             add(_encoded_row(prefix, entity, key_attribute))
             continue
-        if not system:
-            payload = business
-        elif business == b"{}":
-            payload = head
-        else:
-            payload = head[:-1] + b"," + business[1:]
+        payload = _payload(head, business, bool(system))
         if b"\\" in payload:
             payload = payload.replace(b"\\", b"\\\\")
         add(
