@@ -51,9 +51,10 @@ def keep_bytecode() -> None:
     """Compiled modules are kept (in ``.data/bench/pycache``) for this process and its children.
 
     A deployed Airflow has them: the image's ``pip install`` compiles every module, and a
-    long-lived process writes what it compiles. Without them (``uv sync`` compiles nothing, and
-    ``PYTHONDONTWRITEBYTECODE=1`` forbids writing) every fresh process -- each ``airflow`` command,
-    each DAG parse, each task -- compiles Airflow and dbt from source again (seconds each)."""
+    long-lived process writes what it compiles. ``make install`` compiles the installed packages
+    too (UV_COMPILE_BYTECODE), but ``python -m bench.run`` may run from any environment, and with
+    ``PYTHONDONTWRITEBYTECODE=1`` nothing else would be kept: every fresh process -- each
+    ``airflow`` command, each DAG parse, each task -- would compile what it imports again."""
     prefix = str(WORK / "pycache")
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = prefix

@@ -124,7 +124,10 @@ changed as (
 ),
 
 letting_go as (
-    select legacy_id
+    -- the deletions the circuit breaker does not hold
+    select
+        legacy_id,
+        stamp
     from {{ ref('int_' ~ table.stem ~ '__deletions') }}
     where not is_held
 ),
@@ -158,19 +161,17 @@ deleted as (
         {%- endfor %}
         {{ current_run_id() }} as deleted_run_id,
         current_rows.row_hash,
-        greatest(current_rows.source_stamp, deletions.stamp) as source_stamp,
+        greatest(current_rows.source_stamp, letting_go.stamp) as source_stamp,
         current_rows.source_timestamp,
         cast(null as text) as rejected_since_run_id,
         now() as synced_at,
         true as is_deleted,
         now() as deleted_at
-    from {{ ref('int_' ~ table.stem ~ '__deletions') }} as deletions
+    from letting_go
     inner join {{ this }} as current_rows
-        on deletions.legacy_id = current_rows.legacy_id
-    where
-        not deletions.is_held
-        -- a valid record 4D created again under the deleted key is written over it instead
-        and deletions.legacy_id not in (select changed.legacy_id from changed)
+        on letting_go.legacy_id = current_rows.legacy_id
+    -- a valid record 4D created again under the deleted key is written over it instead
+    where letting_go.legacy_id not in (select changed.legacy_id from changed)
 ),
 
 final as (
