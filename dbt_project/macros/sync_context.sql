@@ -7,8 +7,19 @@
     `scope`: `run` when the pipeline builds (tests look at the rows this run touched), else the
     whole ERP as it stands -- what a plain `dbt test` checks.
 -#}
+{#-
+    The run id is written into the SQL as a constant when dbt executes: the pipeline passes it
+    as LEGACY_SYNC_RUN_ID too (read only at execution, never while dbt parses, so partial parsing
+    stays valid). With the subquery alone, PostgreSQL plans `updated_run_id = (select ...)` for
+    an average value -- on a table one full sync wrote, every row -- and scanned whole erp tables
+    to find the few rows an hourly run touched (3 s of a 1M-record run's checks, growing with the
+    ERP). A plain `dbt test` has no such variable and reads transform_context as before.
+-#}
 {% macro current_run_id() -%}
     {%- set run_id = var('run_id', none) -%}
+    {%- if run_id is none and execute -%}
+        {%- set run_id = env_var('LEGACY_SYNC_RUN_ID', '') or none -%}
+    {%- endif -%}
     {%- if run_id is none -%}
         (select transform_context.run_id from legacy_sync.transform_context as transform_context)
     {%- else -%}
