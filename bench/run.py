@@ -165,6 +165,7 @@ def main() -> int:
             "full_seconds": full_s,
             "full_steps": figures["full_sync"]["steps"],
             "incremental_seconds": incr_s,
+            "incremental_runs_seconds": figures["incremental"]["runs_seconds"],
             "incremental_steps": figures["incremental"]["steps"],
             "incremental_records_landed": figures["incremental"]["records_landed"],
         }
@@ -202,7 +203,7 @@ def main() -> int:
                     points.append(main_point)
                 else:
                     with part("scale curve"):
-                        points.append(scale.measure_size(size, url))
+                        points.append(scale.measure_size(size, url, incr_reps))
             figures["scale"] = {"changed_records": scale.CHANGED, "points": points}
             smallest, largest = points[0], points[-1]
             figures["memory"] = {
@@ -349,6 +350,7 @@ def print_report(figures: dict[str, Any], targets: list[dict[str, Any]]) -> None
             "8",
             f"scale {point['records']:,}: full / incremental ({point['changed']:,} changed)",
             f"{point['full_seconds']:.1f} s / {point['incremental_seconds']:.2f} s",
+            f"incremental runs {point.get('incremental_runs_seconds')}; "
             f"peak RSS {point.get('peak_rss_mb', float('nan')):.0f} MB",
         )
     airflow = f.get("airflow", {})
