@@ -326,14 +326,24 @@ class DbtInvocation:
     """Start-up + (partial) parse: from the call until dbt reported what it found."""
     partial_parse: str = "unknown"
     """``partial`` (only changed files re-read), ``full`` (a whole parse), or ``unknown``."""
+    run_results: dict[str, Any] | None = None
+    """``run_results.json`` as written (``results_file``); None when dbt ran nothing."""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    """``{"nodes": ...}``: the manifest entries of the nodes this invocation ran."""
 
 
 _DBT_LOCK = threading.Lock()
 
 
-def invoke_dbt(args: list[str], env: dict[str, str]) -> DbtInvocation:
+def invoke_dbt(args: list[str], env: dict[str, str], results_file: Path | None = None) -> DbtInvocation:
     """Run a dbt command in this process (``dbtRunner``): no interpreter start, no re-import of
     dbt and the adapter per build, and the target directory's ``partial_parse.msgpack`` reused.
+
+    With ``results_file`` (a build), dbt writes no JSON artifacts itself (``--no-write-json``):
+    its manifest.json holds every node, macro and doc of the project and was written twice per
+    build, about a tenth of an hourly run. The run's results are written to ``results_file``
+    (dbt's own run_results.json, for people) and returned, with the manifest entries of the
+    nodes that ran: all a verdict reads.
 
     dbt keeps process-wide state (flags, the adapter registry, its event manager): invocations
     are serialised here, and ``env`` (the profile's ``ERP_PG_*``) is put into ``os.environ`` only
@@ -341,15 +351,27 @@ def invoke_dbt(args: list[str], env: dict[str, str]) -> DbtInvocation:
     its own); in the suites and the benchmark, runs follow one another in one process, which
     dbt supports when calls do not overlap.
     """
+    from dbt.artifacts.schemas.run import RunExecutionResult
     from dbt.cli.main import dbtRunner
 
     lines: list[str] = []
     seen: dict[str, Any] = {}
+    finished: list[dict[str, Any]] = []
     started = time.perf_counter()
 
     def on_event(event: Any) -> None:
         name = event.info.name
-        if name == "FoundStats" and "parse_seconds" not in seen:
+        if name == "NodeFinished":
+            outcome = event.data.run_result
+            finished.append(
+                {
+                    "unique_id": event.data.node_info.unique_id,
+                    "status": outcome.status,
+                    "message": outcome.message,
+                    "failures": outcome.num_failures or None,
+                }
+            )
+        elif name == "FoundStats" and "parse_seconds" not in seen:
             seen["parse_seconds"] = time.perf_counter() - started
         elif name in ("PartialParsingEnabled", "PartialParsingSkipParsing"):
             seen.setdefault("partial_parse", "partial")
@@ -361,15 +383,33 @@ def invoke_dbt(args: list[str], env: dict[str, str]) -> DbtInvocation:
             log.info("dbt | %s", line)
 
     overrides = {**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
+    if results_file is not None:
+        results_file.unlink(missing_ok=True)  # never read an earlier run's results as ours
+        args = [*args, "--no-write-json"]
     with _DBT_LOCK, _environment(overrides):
         result = dbtRunner(callbacks=[on_event]).invoke(["--quiet", "--no-use-colors", *args])
-    return DbtInvocation(
+    invocation = DbtInvocation(
         success=bool(result.success),
         lines=lines,
         exception=result.exception,
         parse_seconds=seen.get("parse_seconds"),
         partial_parse=seen.get("partial_parse", "unknown"),
     )
+    executed = result.result
+    if results_file is not None and isinstance(executed, RunExecutionResult):
+        executed.write(str(results_file))
+        invocation.run_results = orjson.loads(results_file.read_bytes())
+        invocation.manifest = {
+            "nodes": {r.node.unique_id: r.node.to_dict(omit_none=True) for r in executed.results}
+        }
+    elif results_file is not None and finished:
+        # dbt raised after running nodes (an on-run-end hook failed): what each node did, from its
+        # events, so the merges that ran are still counted (dbt itself then writes no results).
+        invocation.run_results = {"results": finished}
+        invocation.manifest = {
+            "nodes": {r["unique_id"]: {"name": r["unique_id"].split(".")[2]} for r in finished}
+        }
+    return invocation
 
 
 @contextlib.contextmanager
@@ -433,26 +473,22 @@ def run_dbt_build(
         "--vars",
         "{scope: run}",
     ]
-    results_file = target_path / "run_results.json"
-    results_file.unlink(missing_ok=True)  # never read an earlier run's results as ours
     log.info("running dbt build for run %s (%s)", run_id, ", ".join(tables))
     started = time.perf_counter()
     # The run id as a constant in the executed SQL (macros/sync_context.sql: current_run_id), so
     # the planner finds the rows this run touched by index; never read while dbt parses.
-    outcome = invoke_dbt(args, {**env, "LEGACY_SYNC_RUN_ID": run_id})
+    outcome = invoke_dbt(args, {**env, "LEGACY_SYNC_RUN_ID": run_id}, target_path / "run_results.json")
     log.info(
         "dbt build took %.1fs, of which start-up and %s parse %.1fs",
         time.perf_counter() - started,
         outcome.partial_parse,
         outcome.parse_seconds or float("nan"),
     )
-    if not results_file.exists():
+    run_results, manifest = outcome.run_results, outcome.manifest
+    if run_results is None:
         detail = " / ".join(outcome.lines[-5:]) or repr(outcome.exception)
         reason = f"dbt did not run: {detail}"
         return DbtOutcome({t: TableVerdict(False, [reason]) for t in tables}, [])
-    run_results = orjson.loads(results_file.read_bytes())
-    manifest_file = target_path / "manifest.json"
-    manifest = orjson.loads(manifest_file.read_bytes()) if manifest_file.exists() else {}
     verdicts = verdicts_from_results(run_results, manifest, tables, conninfo)
     if not outcome.success and not any(v.problems for v in verdicts.values()):
         detail = " / ".join(outcome.lines[-3:]) or repr(outcome.exception)

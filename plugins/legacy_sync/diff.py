@@ -415,16 +415,12 @@ def run_dbt_models(diff_id: str, tables: list[str], env: dict[str, str]) -> dict
         "--vars",
         variables,
     ]
-    results_file = target_path / "run_results.json"
-    results_file.unlink(missing_ok=True)
     log.info("mapping the diff's records with dbt (%s)", ", ".join(tables))
-    outcome = dbt_build.invoke_dbt(args, env)
-    if not results_file.exists():
+    outcome = dbt_build.invoke_dbt(args, env, target_path / "run_results.json")
+    run_results, manifest = outcome.run_results, outcome.manifest
+    if run_results is None:
         detail = " / ".join(outcome.lines[-5:]) or repr(outcome.exception)
         return dict.fromkeys(tables, f"dbt did not run: {detail}")
-    run_results = orjson.loads(results_file.read_bytes())
-    manifest_file = target_path / "manifest.json"
-    manifest = orjson.loads(manifest_file.read_bytes()) if manifest_file.exists() else {}
     failed: dict[str, str] = {}
     for result in run_results.get("results", []):
         status = str(result.get("status"))
