@@ -6,6 +6,7 @@ checks losses without 4D."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from legacy4d_simulator import SimulatorServer
 from legacy_sync import pipeline
 
+from .dbt.landing import run_dbt
 from .sync_harness import FirstSyncs, SyncHarness
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -69,7 +71,7 @@ def test_a_legacy_order_whose_total_differs_from_its_lines_loads_with_a_warning(
 
 
 def test_a_record_lost_in_order_lines_fails_only_order_lines_and_holds_its_watermark(
-    sync: SyncHarness,
+    sync: SyncHarness, tmp_path: Path
 ) -> None:
     order = min(sync.dataset.keys("Orders"))
     product = min(sync.dataset.keys("Products"))
@@ -97,6 +99,10 @@ def test_a_record_lost_in_order_lines_fails_only_order_lines_and_holds_its_water
     assert "legacy_transform" not in message and "staged_records" not in message  # words, not node names
     assert sync.watermark("OrderLines") == watermark
     assert sync.erp_row("Products", product)["color"] == "Teal"
+    # the ERP team's integrity check, a plain `dbt test`, names the lost record as well
+    check = run_dbt(sync.url, "test", "--target-path", str(tmp_path), check=False)
+    said = check.stdout
+    assert "FAIL OrderLines: staged_records_loaded_or_rejected" in said and str(lost) in said, said
 
     with psycopg.connect(sync.url, autocommit=True) as conn:
         conn.execute("drop trigger drop_one on erp.order_lines")
