@@ -219,9 +219,12 @@ def verdicts_from_results(
         if status in _OK or status == "skipped":
             continue  # a skipped node is explained below, once its upstream failure is known
         node = nodes.get(unique_id, {})
-        if _is_warning_model(node):
+        if _is_warning_model(node) or _is_warning_model(nodes.get(node.get("attached_node") or "", {})):
             log.warning(
-                "the warnings of %s were not computed in this run: %s", unique_id, result.get("message")
+                "the warnings of %s are left out of this run: %s failed (%s)",
+                node.get("attached_node") or unique_id,
+                unique_id,
+                result.get("message"),
             )
             continue
         concerned = [t for t in node_tables(unique_id, manifest) if t in verdicts] or list(verdicts)
@@ -302,11 +305,17 @@ def _failed_upstream(unique_id: str, nodes: dict[str, Any], failed: dict[str, li
 
 
 def warning_relations(run_results: dict[str, Any], manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """(relation name in legacy_transform, table) of the warning models this build refreshed."""
-    built = {r["unique_id"] for r in run_results.get("results", []) if r.get("status") == "success"}
+    """(relation name in legacy_transform, table) of the warning models this build refreshed and
+    whose own checks passed (a warning without a message or key cannot be recorded)."""
+    nodes = manifest.get("nodes", {})
+    results = run_results.get("results", [])
+    built = {r["unique_id"] for r in results if r.get("status") == "success"}
+    checked_badly = {
+        nodes.get(r["unique_id"], {}).get("attached_node") for r in results if r.get("status") not in _OK
+    }
     found = []
-    for unique_id, node in manifest.get("nodes", {}).items():
-        if unique_id in built and _is_warning_model(node):
+    for unique_id, node in nodes.items():
+        if unique_id in built and unique_id not in checked_badly and _is_warning_model(node):
             for table in node.get("config", {}).get("meta", {}).get("legacy_tables") or []:
                 found.append((node.get("alias") or node["name"], table))
     return found

@@ -53,6 +53,13 @@ MANIFEST: dict[str, Any] = {
             "test_metadata": {"name": "row_checks", "kwargs": {"checks": [], "model": "..."}},
             "depends_on": {"nodes": [f"model.{P}.order_lines", f"model.{P}.orders", f"model.{P}.products"]},
         },
+        f"test.{P}.row_checks_warn_order_totals.jkl": {
+            "resource_type": "test",
+            "name": "row_checks_warn_order_totals",
+            "attached_node": f"model.{P}.warn_order_totals",
+            "test_metadata": {"name": "row_checks", "kwargs": {"checks": [], "model": "..."}},
+            "depends_on": {"nodes": [f"model.{P}.warn_order_totals"]},
+        },
         f"test.{P}.lost.def": {
             "resource_type": "test",
             "name": "staged_records_loaded_or_rejected_int_order_lines",
@@ -136,6 +143,27 @@ def test_a_warning_model_that_cannot_run_fails_no_table() -> None:
     }
     verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
     assert verdicts["Orders"].failure is None and verdicts["OrderLines"].failure is None
+
+
+def test_checks_of_a_warning_model_that_fail_fail_no_table() -> None:
+    """A malformed warning (no message, no key) is a fault of the report, not of the records: the
+    tables load, and the log says the warnings are incomplete."""
+    results = {
+        "results": [
+            result(f"model.{P}.orders", "success"),
+            result(f"model.{P}.order_lines", "success"),
+            result(f"model.{P}.warn_order_totals", "success"),
+            result(f"test.{P}.row_checks_warn_order_totals.jkl", "fail", failures=1),
+        ]
+    }
+    verdicts = verdicts_from_results(results, MANIFEST, ["Orders", "OrderLines"])
+    assert verdicts["Orders"].failure is None and verdicts["OrderLines"].failure is None
+    assert dbt_build.warning_relations(results, MANIFEST) == []  # nothing of it is recorded
+    results["results"].pop()
+    assert dbt_build.warning_relations(results, MANIFEST) == [
+        ("warn_order_totals", "Orders"),
+        ("warn_order_totals", "OrderLines"),
+    ]
 
 
 def test_a_models_row_checks_fail_its_table_with_one_line_per_check_in_words(
