@@ -103,7 +103,25 @@ def run_once(sim: Sim, url: str, sample: int) -> dict[str, Any]:
     return {"records": done, "seconds": seconds, "rows_per_s": done / seconds}
 
 
+def commit_latency(url: str, commits: int = 300) -> float:
+    """Median seconds of one durable commit of a one-row insert on this server and disk: the floor
+    under each record of this baseline, which is why its figure follows the disk's flush latency
+    (about 0.4 ms on an idle disk here, several ms when other suites write)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create schema if not exists bench_original")
+        conn.execute("create table if not exists bench_original.commit_probe (n integer)")
+        seconds = []
+        for n in range(commits):
+            started = time.perf_counter()
+            conn.execute("insert into bench_original.commit_probe values (%s)", (n,))
+            seconds.append(time.perf_counter() - started)
+        conn.execute("drop table bench_original.commit_probe")
+    return median(seconds)
+
+
 def measure(sim: Sim, url: str, sample: int, reps: int) -> dict[str, Any]:
+    commit_ms = commit_latency(url) * 1000
+    log(f"one durable commit of a one-row insert: {commit_ms:.2f} ms (median)")
     runs = []
     for rep in range(reps):
         run = run_once(sim, url, sample)
@@ -116,4 +134,5 @@ def measure(sim: Sim, url: str, sample: int, reps: int) -> dict[str, Any]:
         "rows_per_s": median([r["rows_per_s"] for r in runs]),
         "sample": sample,
         "runs_rows_per_s": [round(r["rows_per_s"]) for r in runs],
+        "commit_ms": commit_ms,
     }

@@ -335,7 +335,8 @@ def print_report(figures: dict[str, Any], targets: list[dict[str, Any]]) -> None
         "6",
         "one transaction per record (original)",
         f"{f['per_record']['rows_per_s']:,.0f} rec/s",
-        f"sample {f['per_record']['sample']:,}; full sync is {f['full_sync_vs_per_record']:.1f}x",
+        f"sample {f['per_record']['sample']:,}; full sync is {f['full_sync_vs_per_record']:.1f}x; "
+        f"one durable commit {f['per_record']['commit_ms']:.2f} ms",
     )
     dlt = f["dlt_rest_api"]
     table.add_row(

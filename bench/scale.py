@@ -36,7 +36,7 @@ def measure_size(size: int, url: str, incr_reps: int) -> dict[str, Any]:
         for round_no in range(incr_reps):
             changed = e2e.change_records(sim, CHANGED / records, round_no)
             incrementals.append(e2e.sync_run(sim, url, f"bench-scale-incr-{size}-{round_no}", "incremental"))
-    incr = sorted(incrementals, key=lambda run: run["seconds"])[len(incrementals) // 2]
+    incr = sorted(incrementals, key=lambda run: run["seconds"])[(len(incrementals) - 1) // 2]
     runs = [round(run["seconds"], 2) for run in incrementals]
     log(
         f"scale {records:,}: full {full['seconds']:.1f}s {full['steps']}; incremental after {changed:,} "
