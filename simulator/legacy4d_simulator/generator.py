@@ -260,7 +260,10 @@ class Generator:
         return self._price_of(product)
 
     def _line_total(self, line: int) -> tuple[int, int, float, float, float]:
-        h = _mix(self._salt_lines ^ (line * _KEY_MULT & _M64))
+        return self._line_of_hash(_mix(self._salt_lines ^ (line * _KEY_MULT & _M64)))
+
+    def _line_of_hash(self, h: int) -> tuple[int, int, float, float, float]:
+        """Product, quantity, price, discount and total of the order line whose hash is ``h``."""
         product = 1 + h % self._n_products
         qty = 1 + (h >> 20) % 8
         price = self._prices[product]
@@ -369,7 +372,7 @@ class Generator:
         """Orders row (``SubTotal`` = sum of its lines' ``LineTotal``)."""
         h = self._h("Orders", k)
         defect = self.defect("Orders", k) if self.period else None
-        customer = self._customer_of_order(k)
+        customer = 1 + h % self.sizes["Customers"]  # _customer_of_order(k), from the same hash
         if defect == "orphan_reference":
             customer = _ORPHAN_OFFSET + k
         sub, tax, freight, total = self._order_money(k)
@@ -398,7 +401,7 @@ class Generator:
         """OrderLines row."""
         h = self._h("OrderLines", k)
         defect = self.defect("OrderLines", k) if self.period else None
-        product, qty, price, disc, total = self._line_total(k)
+        product, qty, price, disc, total = self._line_of_hash(h)  # _line_total(k), same hash
         if defect == "orphan_reference":
             product = _ORPHAN_OFFSET + k
         elif defect == "negative_money":
