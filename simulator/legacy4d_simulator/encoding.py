@@ -23,7 +23,7 @@ from legacy4d_simulator.schema import (
     TableSchema,
 )
 from legacy4d_simulator.structure import converter
-from legacy4d_simulator.values import BLANK_DATE, WireValue, date_to_wire
+from legacy4d_simulator.values import BLANK_DATE, WireValue, date_to_wire, iso_timestamp
 
 Getter = Callable[[int, tuple, tuple], Any]
 """get(key, row, meta) -> JSON-ready value."""
@@ -224,8 +224,9 @@ class EntityEncoder:
             "meta_get": t.meta.get,
             "base_stamp": t.base_stamp,
             "timestamp": t.timestamp,
+            "iso_timestamp": iso_timestamp,
             "slow": self._entity,
-            "date": _cached_date_encoder(self.cfg.null_dates_as_null),
+            "date": _DATE_ENCODERS[bool(self.cfg.null_dates_as_null)],
             "unwrap": _unwrap,
         }
         parts = ['"__KEY": str(key)', '"__TIMESTAMP": ts', '"__STAMP": m[0]']
@@ -249,6 +250,13 @@ class EntityEncoder:
                 expr = f"unwrap(g{j}(key, r, m))"
             parts.append(f"n{j}: {expr}")
         quote = "    ts = '\"' + ts + '\"'\n" if self.cfg.legacy_quirks else ""
+        # An untouched base record: __STAMP 1, __GlobalStamp its load position (arithmetic for
+        # generated keys 1..n), __TIMESTAMP from ModifiedDate/ModifiedTime; as Table.meta_of and
+        # Table.timestamp give them, without the calls.
+        first = t._base_first
+        gstamp = f"{t.gs_offset - first + 1} + key" if first is not None else "base_stamp(key)"
+        md = f"r[{t._md}]" if t._md is not None else "None"
+        mt = f"r[{t._mt}]" if t._mt is not None else "0"
         source = (
             "def entity(key):\n"
             "    if key in overlay:\n"
@@ -256,8 +264,10 @@ class EntityEncoder:
             "    r = base_row(key)\n"
             "    m = meta_get(key)\n"
             "    if m is None:\n"
-            "        m = (1, base_stamp(key), None)\n"
-            "    ts = timestamp(r, m)\n"
+            f"        m = (1, {gstamp}, None)\n"
+            f"        ts = iso_timestamp({md}, {mt})\n"
+            "    else:\n"
+            "        ts = timestamp(r, m)\n"
             f"{quote}"
             "    return {" + ", ".join(parts) + "}\n"
         )
@@ -320,6 +330,11 @@ def _cached_date_encoder(blank_as_null: bool) -> Callable[[Any], Any]:
             return wire
 
     return enc
+
+
+_DATE_ENCODERS = {flag: _cached_date_encoder(flag) for flag in (False, True)}
+"""One memo per ``null_dates_as_null`` setting for the whole process: a page's dates are mostly
+those of the pages before (a memo per request met every date anew)."""
 
 
 def tracked(cfg: SimulatorConfig, table: str) -> bool:

@@ -114,11 +114,19 @@ def coerce_date(value: Any) -> Any:
 
 
 _ISO_DAYS: dict[Any, str] = {}
+_ISO_PREFIX: dict[Any, str] = {}
+"""``"YYYY-MM-DDT"`` of the dates :func:`iso_timestamp` met (same keys and bound as ``_ISO_DAYS``)."""
 _HMS: list[str] = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
+_MILLIS: tuple[str, ...] = tuple(f".{i:03d}Z" for i in range(1000))
 
 
 def iso_timestamp(day: Any, ms: int | None) -> str:
     """``__TIMESTAMP`` for a stored record: its ModifiedDate plus ModifiedTime, UTC, ms precision."""
+    if type(ms) is int and 0 <= ms < 86_400_000:  # the common case, by table lookups
+        prefix = _ISO_PREFIX.get(day)
+        if prefix is not None:
+            s, milli = divmod(ms, 1000)
+            return prefix + _HMS[s] + _MILLIS[milli]
     if not isinstance(day, dt.date):
         day = EPOCH_DATE
     iso = _ISO_DAYS.get(day)
@@ -126,6 +134,7 @@ def iso_timestamp(day: Any, ms: int | None) -> str:
         iso = day.isoformat()
         if len(_ISO_DAYS) < 100_000:
             _ISO_DAYS[day] = iso
+            _ISO_PREFIX[day] = iso + "T"
     s, milli = divmod(int(ms or 0), 1000)
     if 0 <= s < 86_400:
         return f"{iso}T{_HMS[s]}.{milli:03d}Z"
