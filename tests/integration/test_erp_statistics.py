@@ -73,3 +73,17 @@ def test_a_backfill_that_grows_a_table_gathers_its_statistics_again(sync: SyncHa
     reltuples, rows = statistics(sync.url)["customers"]
     assert rows == customers + customers // 2
     assert reltuples == rows
+
+
+def test_the_runs_scratch_tables_are_analyzed_and_never_autovacuumed(sync: SyncHarness) -> None:
+    """legacy_transform is rebuilt by every run: vacuuming it after a full sync is work the next
+    run throws away, done beside that run."""
+    with psycopg.connect(sync.url) as conn:
+        tables = conn.execute(
+            "select c.relname, c.reloptions, c.reltuples from pg_class c"
+            " join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'legacy_transform' and c.relkind = 'r'"
+        ).fetchall()
+    assert len(tables) > 20
+    assert [name for name, options, _ in tables if "autovacuum_enabled=false" not in (options or [])] == []
+    assert [name for name, _, reltuples in tables if reltuples < 0] == []  # all analyzed
