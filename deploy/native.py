@@ -179,10 +179,11 @@ class LocalAirflow:
 
     def start(self, timeout: float = 150) -> None:
         """Init steps up to ``db migrate`` in order, then the services; the other init steps (plain
-        CLI calls, 5-7 s each) run while the services boot."""
+        CLI calls, 5-7 s each) run while the services boot. Without a ``db migrate`` step (a
+        metadata database migrated before) the services start at once."""
         deadline = time.monotonic() + timeout
         steps = self.init_steps()
-        first = next(i for i, step in enumerate(steps) if step[1:3] == ["db", "migrate"]) + 1
+        first = next((i + 1 for i, step in enumerate(steps) if step[1:3] == ["db", "migrate"]), 0)
         for step in steps[:first]:
             self._run_to_end(f"init-{_step_name(step)}", step, deadline)
         for name, (argv, env) in self.services().items():

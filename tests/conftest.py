@@ -64,11 +64,19 @@ class PgServer:
         self.admin_url = admin_url
         self._sync_roles: dict[str, str] = {}  # database name -> the sync role created for it
 
-    def create_database(self, prefix: str = "t") -> str:
-        """A new, empty database; its URL connects as the server's superuser."""
+    def create_database(self, prefix: str = "t", template: str | None = None) -> str:
+        """A new database, empty or a copy of ``template``'s (a URL; nobody may be connected to
+        it); its URL connects as the server's superuser."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            if template is None:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            else:
+                conn.execute(
+                    sql.SQL("create database {} template {}").format(
+                        sql.Identifier(name), sql.Identifier(urlsplit(template).path.lstrip("/"))
+                    )
+                )
         return self.admin_url_for(f"/{name}")
 
     def create_sync_database(self, prefix: str = "erp") -> str:

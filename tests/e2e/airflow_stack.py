@@ -61,6 +61,8 @@ class AirflowStack(LocalAirflow):
         extra_env: more environment for every component (e.g. ``LEGACY_SYNC_SCHEDULE``).
         monitor_url: libpq URL of the ERP database as the monitor's SELECT-only role
             (``erp_postgres_monitor``); :func:`running_stack` creates one.
+        migrated: ``metadata_url`` is a copy of :func:`metadata_template`'s database, on which
+            ``db migrate`` and ``pools set`` ran: those init steps are left out.
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class AirflowStack(LocalAirflow):
         fourd: FourD,
         extra_env: dict[str, str] | None = None,
         monitor_url: str | None = None,
+        migrated: bool = False,
     ) -> None:
+        self.migrated = migrated
         site = native_site(
             home=Path(home),
             project_root=PROJECT_ROOT,
@@ -104,7 +108,14 @@ class AirflowStack(LocalAirflow):
 
     def init_steps(self) -> list[list[str]]:
         # The tests' credentials are weak on purpose: no secrets check here (NativeDeployment has it).
-        return [step for step in init_steps(self.site) if "legacy_sync.secret_policy" not in step]
+        steps = [step for step in init_steps(self.site) if "legacy_sync.secret_policy" not in step]
+        if self.migrated:
+            return [step for step in steps if step[1:2] not in (["db"], ["pools"])]
+        return steps
+
+    def template_steps(self) -> list[list[str]]:
+        """The init steps whose result :func:`metadata_template` keeps: ``db migrate``, ``pools set``."""
+        return [step for step in self.init_steps() if step[1:2] in (["db"], ["pools"])]
 
     def services(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         commands = airflow_commands(self.site)
@@ -114,6 +125,41 @@ class AirflowStack(LocalAirflow):
 
     def wait_ready(self, deadline: float) -> None:
         self.wait_for_dags(list(SYNC_DAG_IDS), max(1.0, deadline - time.monotonic()))
+
+
+_TEMPLATES: dict[str, str] = {}  # PostgreSQL server (admin URL) -> its migrated metadata template
+
+
+def metadata_template(pg_server: Any, home: Path) -> str:
+    """A metadata database on ``pg_server`` after ``airflow db migrate`` and ``pools set``, made
+    once per test session (in ``home``) and copied for each stack (CREATE DATABASE ... TEMPLATE):
+    every stack would otherwise pay the same migration (a CLI call of 10-20 s here) before its
+    services could start. :func:`drop_metadata_templates` drops it."""
+    key = pg_server.admin_url
+    if key not in _TEMPLATES:
+        url = pg_server.create_database("airflow_template")
+        try:
+            # Migrating reads no connection: the 4D server and the ERP database are never reached.
+            unused = FourD("http://127.0.0.1:9", "unused", "unused")
+            template = AirflowStack(home, url, "postgresql://unused@127.0.0.1:9/unused", unused)
+            deadline = time.monotonic() + 150
+            try:
+                for step in template.template_steps():
+                    template._run_to_end(f"template-{step[1]}", step, deadline)
+            finally:
+                template.stop()
+        except BaseException:
+            pg_server.drop_database(url)
+            raise
+        _TEMPLATES[key] = url
+    return _TEMPLATES[key]
+
+
+def drop_metadata_templates(pg_server: Any) -> None:
+    """Drop the metadata template :func:`metadata_template` made on ``pg_server``, if any."""
+    url = _TEMPLATES.pop(pg_server.admin_url, None)
+    if url:
+        pg_server.drop_database(url)
 
 
 def refuse_superuser(erp_url: str) -> None:
@@ -177,19 +223,21 @@ def monitor_role(pg_server: Any, erp_url: str) -> Iterator[tuple[str, str]]:
 def running_stack(
     pg_server: Any, home: Path, fourd: FourD, erp_url: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[AirflowStack]:
-    """An :class:`AirflowStack` with a metadata database of its own on ``pg_server`` (dropped after)
-    and a monitor role of its own on the ERP database (``stack.monitor_role``).
+    """An :class:`AirflowStack` with a metadata database of its own on ``pg_server`` (a copy of
+    :func:`metadata_template`'s, dropped after) and a monitor role of its own on the ERP database
+    (``stack.monitor_role``).
 
     ``erp_url`` becomes ``erp_postgres_default``: it must be the sync's least-privilege role
     (``pg_server.create_sync_database``), as in a deployment; a superuser URL is refused.
     """
     refuse_superuser(erp_url)
-    metadata_url = pg_server.create_database("airflow")
+    template = metadata_template(pg_server, home / "metadata-template")
+    metadata_url = pg_server.create_database("airflow", template=template)
     try:
         with monitor_role(pg_server, erp_url) as (role, monitor_url):
             # The sync grants this role SELECT on the sync log when its first task creates it.
             env = {MONITOR_ROLE_ENV: role, **(extra_env or {})}
-            with AirflowStack(home, metadata_url, erp_url, fourd, env, monitor_url) as stack:
+            with AirflowStack(home, metadata_url, erp_url, fourd, env, monitor_url, migrated=True) as stack:
                 stack.monitor_role = role
                 yield stack
     finally:

@@ -1,6 +1,6 @@
 """The monitor's database side: its own SELECT-only role, timeouts, bounded pages, a CSV export that
 holds no transaction while the client reads. Real PostgreSQL; the HTTP side is in
-tests/e2e/test_monitor_access.py."""
+tests/e2e/monitor/test_monitor_access.py."""
 
 from __future__ import annotations
 

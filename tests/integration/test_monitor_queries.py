@@ -1,7 +1,7 @@
 """The sync monitor's SQL, CSV and charts against a real PostgreSQL with seeded sync_log rows.
 
 The pages themselves (and Airflow's sign-in in front of them) are tested in a real browser against a
-real api-server in ``tests/e2e/test_monitor_ui.py``; here are the parts with many cases.
+real api-server in ``tests/e2e/monitor/test_monitor_ui.py``; here are the parts with many cases.
 """
 
 from __future__ import annotations

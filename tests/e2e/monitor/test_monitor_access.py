@@ -1,8 +1,9 @@
 """Who may see what in the sync monitor, over HTTP against a real api-server (no browser needed).
 
-One api-server stack for the module, with Airflow's simple auth manager extended to deny two users
-(tests/e2e/denying_auth_manager.py), and a sync log seeded straight into the ERP database (no sync
-run: the DAGs stay paused). The monitor reads it with its own SELECT-only role.
+The api-server of the stack test_monitor_ui.py drives too (``synced`` in conftest.py), with
+Airflow's simple auth manager extended to deny two users (tests/e2e/denying_auth_manager.py), and
+a sync log row with a rejected record seeded straight into its ERP database beside what the real
+runs wrote; the tests read only the seeded row. The monitor reads it with its own SELECT-only role.
 
 - no credentials, or forged ones: 401/403 on every route (a browser is sent to sign in);
 - a signed-in user the auth manager denies (on either sync DAG): 403 on every route;
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import psycopg
@@ -26,12 +26,13 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from legacy_sync import ledger
-from tests.e2e.airflow_stack import PROJECT_ROOT, AirflowStack, FourD, running_stack
+from tests.e2e.airflow_stack import AirflowStack
+
+from .conftest import Synced
 
 pytestmark = pytest.mark.e2e
 
-USERS = "admin:admin,viewer:viewer,operator:user,outsider:viewer,hourly:op"
-RUN_ID = "scheduled__2026-03-01T06:00:00+00:00"
+RUN_ID = "scheduled__2026-03-01T06:00:00+00:00"  # no real run of the stack has this id
 EMAIL = "jane.doe@example.com"  # customer data inside the raw 4D record
 REASON = "EmailAddress is not a valid address"
 
@@ -79,23 +80,9 @@ def _seed(erp_url: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def seeded(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    erp_url = pg_server.create_sync_database("e2e_access")
-    try:
-        log_id, error_id = _seed(erp_url)
-        extra = {
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
-            "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.denying_auth_manager.DenyingAuthManager",
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "PYTHONUNBUFFERED": "1",  # the api-server's log is read below
-        }
-        fourd = FourD("http://127.0.0.1:9", "sync", "unused-no-run-starts")  # the DAGs stay paused
-        with running_stack(
-            pg_server, tmp_path_factory.mktemp("airflow-access"), fourd, erp_url, extra
-        ) as stack:
-            yield Seeded(stack, log_id, error_id, pg_server.admin_url_for(erp_url))
-    finally:
-        pg_server.drop_database(erp_url)
+def seeded(synced: Synced) -> Seeded:
+    log_id, error_id = _seed(synced.stack.erp_url)
+    return Seeded(synced.stack, log_id, error_id, synced.admin_url)
 
 
 def test_every_route_refuses_requests_without_credentials(seeded: Seeded) -> None:
@@ -212,7 +199,8 @@ def test_a_database_failure_is_a_generic_503_with_the_reason_in_the_server_log(s
     assert answer.status_code == 503
     assert "cannot read the ERP database" in answer.text
     port = str(httpx.URL(stack.erp_url.replace("postgresql://", "http://", 1)).port)
-    for detail in (role, "127.0.0.1", port, "login", "password", "e2e_access"):
+    database = urlsplit(stack.erp_url).path.lstrip("/")
+    for detail in (role, "127.0.0.1", port, "login", "password", database):
         assert detail not in answer.text, f"the 503 page shows {detail!r}"
     assert _wait_for_log(stack, role), "the server log says why"
     assert seeded.get("admin", "/legacy-sync/").status_code == 200, "and it recovers"

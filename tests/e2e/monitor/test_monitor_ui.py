@@ -1,15 +1,15 @@
 """The sync monitor in a real Airflow UI, driven by headless Chromium, after real sync runs.
 
-One stack for the module. Two runs produce what the monitor shows: the scheduled run that starts
-when the DAG is unpaused (every table, some records rejected by validation), then a manual run in
-which 4D refuses the Invoices table (Invoices FAILED, the rest loads) after the 4D developer added a
-field (schema drift). Then the cutover DAGs run: ``legacy_erp_diff`` (coverage and the
-legacy-vs-ERP diff, with one difference planted in ``erp``) and the ``legacy_erp_freshness``
-watchdog (a limit of one minute, so the Invoices table, not synced since the first run, is stale).
-The browser signs in, opens "Legacy sync" from Airflow's navigation, filters, opens a log with
-rejected records, downloads the CSV, follows the run to Airflow, opens the Cutover page (readiness,
-trend, differing keys as CSV, freshness, drift, coverage), and leaves screenshots in
-``test-artifacts/monitor/``.
+One stack, shared with test_monitor_access.py (``synced`` in conftest.py). Two runs produce what
+the monitor shows: the scheduled run that starts when the DAG is unpaused (every table, some
+records rejected by validation), then a manual run in which 4D refuses the Invoices table
+(Invoices FAILED, the rest loads) after the 4D developer added a field (schema drift). Then the
+cutover DAGs run: ``legacy_erp_diff`` (coverage and the legacy-vs-ERP diff, with one difference
+planted in ``erp``) and the ``legacy_erp_freshness`` watchdog (a limit of one minute, so the
+Invoices table, not synced since the first run, is stale). The browser signs in, opens "Legacy
+sync" from Airflow's navigation, filters, opens a log with rejected records, downloads the CSV,
+follows the run to Airflow, opens the Cutover page (readiness, trend, differing keys as CSV,
+freshness, drift, coverage), and leaves screenshots in ``test-artifacts/monitor/``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from __future__ import annotations
 import csv
 import io
 import os
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from legacy4d_simulator import Dataset, SimulatorConfig, SimulatorServer
-from tests.e2e.airflow_stack import PROJECT_ROOT, AirflowStack, FourD, running_stack
+from tests.e2e.airflow_stack import PROJECT_ROOT, AirflowStack
+
+from .conftest import DAG_ID, Synced
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +36,6 @@ playwright_api = pytest.importorskip(
 )
 expect = playwright_api.expect
 
-DAG_ID = "legacy_erp_sync"
-DIFF_DAG_ID = "legacy_erp_diff"
-FRESHNESS_DAG_ID = "legacy_erp_freshness"
-USER, PASSWORD = "sync", "e2e-password"
 CHROMIUM = "/usr/bin/chromium"
 # No network here: keep Chromium from phoning home (this machine has no network).
 CHROMIUM_ARGS = [
@@ -53,75 +48,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "monitor"
-
-
-@dataclass
-class Synced:
-    stack: AirflowStack
-    scheduled_run: str
-    failed_run: str
-    diff_run: str
-    planted_product: str
-
-
-def _wait_for_first_scheduled_run(stack: AirflowStack, dag_id: str = DAG_ID, timeout: float = 240) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        scheduled = stack.dag_runs(dag_id, run_type=["scheduled"])
-        if scheduled:
-            run_id = str(scheduled[0]["dag_run_id"])
-            assert stack.wait_for_run(dag_id, run_id, timeout) == "success"
-            return run_id
-        time.sleep(1)
-    raise AssertionError(f"the scheduler started no run\n{stack.log_tails()}")
-
-
-@pytest.fixture(scope="module")
-def synced(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
-    erp_url = pg_server.create_sync_database("e2e_monitor")
-    config = SimulatorConfig(username=USER, password=PASSWORD, licences=3)
-    try:
-        with (
-            SimulatorServer(Dataset.generate(2000, seed=7, dirty=0.03), config) as sim,
-            running_stack(
-                pg_server,
-                tmp_path_factory.mktemp("airflow-ui"),
-                FourD(sim.base_url, USER, PASSWORD),
-                erp_url,
-                # The diff only on demand here; a table is stale one minute after its last sync.
-                extra_env={"LEGACY_SYNC_DIFF_SCHEDULE": "none", "LEGACY_SYNC_STALE_AFTER_MINUTES": "1"},
-            ) as stack,
-        ):
-            stack.unpause(DAG_ID)  # the scheduler starts this hour's run at once
-            scheduled_run = _wait_for_first_scheduled_run(stack)
-            sim.schema.add_field("Customers", "Region", "string", "EU")  # the 4D developer adds a field
-            sim.faults.set("refuse_table", table="Invoices", hidden=True)
-            try:
-                failed_run = stack.trigger(DAG_ID, {})
-                assert stack.wait_for_run(DAG_ID, failed_run, 240) == "failed"
-            finally:
-                sim.faults.clear()
-            with psycopg.connect(erp_url, autocommit=True) as conn:  # a difference for the diff to find
-                [(planted,)] = conn.execute(
-                    "update erp.products set list_price = list_price + 1"
-                    " where id = (select min(id) from erp.products where not is_deleted) returning legacy_id"
-                ).fetchall()
-            stack.unpause(DIFF_DAG_ID)
-            diff_run = stack.trigger(DIFF_DAG_ID, {})
-            assert stack.wait_for_run(DIFF_DAG_ID, diff_run, 300) == "success"
-            # Invoices' last successful sync must be older than the one-minute limit when the
-            # watchdog's first run looks (a fast machine gets here within the minute).
-            with psycopg.connect(erp_url) as conn:
-                [(age,)] = conn.execute(
-                    "select extract(epoch from now() - max(end_time)) from legacy_sync.sync_log"
-                    " where table_name = 'Invoices' and status in ('COMPLETED', 'PARTIALLY_COMPLETED')"
-                ).fetchall()
-            time.sleep(max(0.0, 65 - float(age)))
-            stack.unpause(FRESHNESS_DAG_ID)  # its first run starts at once: Invoices is stale
-            _wait_for_first_scheduled_run(stack, FRESHNESS_DAG_ID)
-            yield Synced(stack, scheduled_run, failed_run, diff_run, planted)
-    finally:
-        pg_server.drop_database(erp_url)
 
 
 @pytest.fixture(scope="module")
