@@ -85,12 +85,16 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _sign_in(page: Any, stack: AirflowStack) -> None:
+def _open_monitor(page: Any, stack: AirflowStack) -> Any:
+    """Sign in as admin, then Browse -> Legacy sync (rendered inside Airflow's frame)."""
     page.goto(stack.base_url + "/")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill(stack.admin_password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(stack.base_url + "/")
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Legacy sync").click()
+    return page.frame_locator("iframe")
 
 
 def _log_row(stack: AirflowStack, table: str, run_id: str) -> dict[str, Any]:
@@ -104,12 +108,7 @@ def _log_row(stack: AirflowStack, table: str, run_id: str) -> dict[str, Any]:
 
 def test_a_signed_in_user_finds_failed_tables_and_rejected_records(synced: Synced, page: Any) -> None:
     stack = synced.stack
-    _sign_in(page, stack)
-
-    # From Airflow's navigation: Browse -> Legacy sync (rendered inside Airflow's frame).
-    page.get_by_role("button", name="Browse").click()
-    page.get_by_role("menuitem", name="Legacy sync").click()
-    monitor = page.frame_locator("iframe")
+    monitor = _open_monitor(page, stack)
     monitor.get_by_role("heading", name="Sync log").wait_for()
     assert monitor.locator("#records-chart svg").count() == 1
     assert monitor.locator("#rejects-chart svg").count() == 1
@@ -166,10 +165,7 @@ def test_a_signed_in_user_finds_failed_tables_and_rejected_records(synced: Synce
 
 def test_the_cutover_page_shows_readiness_freshness_drift_and_coverage(synced: Synced, page: Any) -> None:
     stack = synced.stack
-    _sign_in(page, stack)
-    page.get_by_role("button", name="Browse").click()
-    page.get_by_role("menuitem", name="Legacy sync").click()
-    monitor = page.frame_locator("iframe")
+    monitor = _open_monitor(page, stack)
     monitor.locator("#cutover-link").click()
     monitor.get_by_role("heading", name="Cutover: can the legacy ERP be switched off?").wait_for()
 
