@@ -20,7 +20,7 @@
                 {%- set column = 'legacy_id' if 'legacy_id' in rows.column_names else rows.column_names[0] -%}
                 {%- for row in rows -%}{%- do examples.append(row[column] | string) -%}{%- endfor -%}
                 {#- row_checks: which of the model's checks failed, and how often -#}
-                {%- if 'problem' in rows.column_names and 'check_column' in rows.column_names -%}
+                {%- if node.test_metadata and node.test_metadata.name == 'row_checks' -%}
                     {%- set found = run_query(
                         'select check_column, problem, count(*) from (' ~ node.compiled_code
                         ~ ') as failing group by check_column, problem order by check_column, problem'
